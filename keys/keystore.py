@@ -1,0 +1,176 @@
+"""Encrypted keystore files: Argon2id derives a key from the passphrase, XSalsa20-Poly1305 seals.
+
+A keystore holds named keys (Ed25519 seeds, optionally X25519 private keys). Files are written
+atomically (temp file, fsync, ``os.replace``) with mode 0600. The passphrase comes from
+``SHULIAN_PASSPHRASE`` or ``SHULIAN_PASSPHRASE_FILE``; failing both, a random one is created in
+``SHULIAN_HOME/passphrase`` (mode 0600) and the first command that does so says it in one line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nacl.exceptions
+import nacl.public
+import nacl.secret
+import nacl.signing
+from argon2.low_level import Type, hash_secret_raw
+
+from keys.errors import KeystoreError
+from keys.keyid import key_id
+
+FORMAT = "shulian-keystore/1"
+# OWASP's Argon2id floor is 19 MiB / t=2; we use 64 MiB / t=3 (about 0.1 s here).
+ARGON2 = {"time_cost": 3, "memory_cost": 65536, "parallelism": 1}
+
+
+def home() -> Path:
+    return Path(os.environ.get("SHULIAN_HOME", "var"))
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` atomically with ``mode``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def passphrase(*, announce: bool = True) -> bytes:
+    """The keystore passphrase from the environment, or the generated one under ``SHULIAN_HOME``."""
+    value = os.environ.get("SHULIAN_PASSPHRASE")
+    if value:
+        return value.encode()
+    file = os.environ.get("SHULIAN_PASSPHRASE_FILE")
+    if file:
+        try:
+            return Path(file).read_bytes().strip()
+        except OSError as exc:
+            raise KeystoreError(f"cannot read SHULIAN_PASSPHRASE_FILE {file}: {exc.strerror}") from exc
+    path = home() / "passphrase"
+    if path.exists():
+        return path.read_bytes().strip()
+    atomic_write(path, secrets.token_urlsafe(32).encode() + b"\n")
+    if announce:
+        print(f"created a random keystore passphrase in {path} (mode 0600); set SHULIAN_PASSPHRASE in production", file=sys.stderr)
+    return path.read_bytes().strip()
+
+
+@dataclass
+class StoredKey:
+    """One named key pair: Ed25519 for signing, X25519 (optional) for receiving sealed data."""
+
+    name: str
+    signing: nacl.signing.SigningKey
+    x25519: nacl.public.PrivateKey | None = None
+    role: str | None = None
+
+    @property
+    def key_id(self) -> str:
+        return key_id(bytes(self.signing.verify_key))
+
+    @property
+    def public_b64(self) -> str:
+        return base64.b64encode(bytes(self.signing.verify_key)).decode()
+
+    @property
+    def x25519_b64(self) -> str | None:
+        return base64.b64encode(bytes(self.x25519.public_key)).decode() if self.x25519 else None
+
+    @classmethod
+    def generate(cls, name: str, *, x25519: bool = False, role: str | None = None) -> StoredKey:
+        return cls(name, nacl.signing.SigningKey.generate(), nacl.public.PrivateKey.generate() if x25519 else None, role)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role,
+            "ed25519_seed": base64.b64encode(bytes(self.signing)).decode(),
+            "x25519": base64.b64encode(bytes(self.x25519)).decode() if self.x25519 else None,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> StoredKey:
+        x = value.get("x25519")
+        return cls(
+            value["name"],
+            nacl.signing.SigningKey(base64.b64decode(value["ed25519_seed"])),
+            nacl.public.PrivateKey(base64.b64decode(x)) if x else None,
+            value.get("role"),
+        )
+
+
+def _derive(secret: bytes, salt: bytes, params: dict[str, int]) -> bytes:
+    return hash_secret_raw(secret, salt, hash_len=32, type=Type.ID, **params)
+
+
+def save_keystore(path: Path, keys: list[StoredKey], secret: bytes | None = None) -> None:
+    """Encrypt ``keys`` under the passphrase and write them to ``path`` (0600, atomic)."""
+    secret = passphrase() if secret is None else secret
+    salt = secrets.token_bytes(16)
+    box = nacl.secret.SecretBox(_derive(secret, salt, ARGON2))
+    plain = json.dumps({"keys": [k.to_json() for k in keys]}).encode()
+    sealed = box.encrypt(plain)
+    doc = {
+        "format": FORMAT,
+        "kdf": {"name": "argon2id", "salt": base64.b64encode(salt).decode(), **ARGON2},
+        "cipher": "xsalsa20-poly1305",
+        "key_ids": [k.key_id for k in keys],
+        "sealed": base64.b64encode(bytes(sealed)).decode(),
+    }
+    atomic_write(path, json.dumps(doc, indent=1).encode() + b"\n")
+
+
+def load_keystore(path: Path, secret: bytes | None = None) -> list[StoredKey]:
+    """Decrypt the keys in ``path``; a wrong passphrase or a changed file is a ``KeystoreError``."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise KeystoreError(f"no keystore at {path}") from exc
+    except (OSError, ValueError) as exc:
+        raise KeystoreError(f"keystore {path} is unreadable or not JSON") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise KeystoreError(f"{path} is not a {FORMAT} file")
+    secret = passphrase() if secret is None else secret
+    try:
+        kdf = doc["kdf"]
+        if kdf["name"] != "argon2id":
+            raise KeystoreError(f"keystore {path} uses an unknown KDF")
+        params = {k: int(kdf[k]) for k in ("time_cost", "memory_cost", "parallelism")}
+        box = nacl.secret.SecretBox(_derive(secret, base64.b64decode(kdf["salt"]), params))
+        plain = box.decrypt(base64.b64decode(doc["sealed"]))
+        return [StoredKey.from_json(k) for k in json.loads(plain)["keys"]]
+    except nacl.exceptions.CryptoError as exc:
+        raise KeystoreError(f"cannot open keystore {path}: wrong passphrase or the file was altered") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KeystoreError(f"keystore {path} is malformed") from exc
+
+
+def load_key(path: Path, name: str | None = None, secret: bytes | None = None) -> StoredKey:
+    """The key called ``name`` in ``path`` (or its only key)."""
+    keys = load_keystore(path, secret)
+    if name is None:
+        if len(keys) != 1:
+            raise KeystoreError(f"keystore {path} holds {len(keys)} keys; name one")
+        return keys[0]
+    for k in keys:
+        if k.name == name:
+            return k
+    raise KeystoreError(f"keystore {path} holds no key named {name!r}")

@@ -1,0 +1,256 @@
+"""The sequencer: validates appends, group-commits them, and seals one block per commit.
+
+Callers on many threads call ``append``; one of them at a time becomes the leader, takes every
+append waiting, and commits them in one transaction under the database's single-writer lock,
+together with the completed tree nodes and a new block whose header and checkpoint the log key
+signs. Nobody is answered before that transaction commits.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import nacl.signing
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from keys.registry import IDENTITY_TYPES, KeyRegistry
+from ledger import schema
+from ledger.block import GENESIS_PREV, BlockHeader, entry_time_fits, sign_header
+from ledger.canonical import canonical_bytes
+from ledger.envelope import Envelope, parse_envelope
+from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError
+from ledger.note import Checkpoint, signer_vkey, sign_note
+from ledger.store import StorageError, Store
+from ledger.timefmt import format_ts, now, parse_ts
+from ledger.tree import CompactRange, leaf_hash, root_nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What an acknowledged append gets: where it is and the checkpoint that seals it."""
+
+    seq: int
+    leaf_hash: bytes
+    height: int
+    tree_size: int
+    checkpoint: str
+
+
+class _Pending:
+    __slots__ = ("env", "hash", "sig_ok", "result", "done")
+
+    def __init__(self, env: Envelope, sig_ok: bool) -> None:
+        self.env = env
+        self.hash = leaf_hash(env.leaf)
+        self.sig_ok = sig_ok
+        self.result: Receipt | LedgerError | None = None
+        self.done = False
+
+
+class LogKeyMismatch(LedgerError):
+    status = 500
+
+
+class Sequencer:
+    """Group-committing appender for one log. Thread-safe; several processes may each run one."""
+
+    def __init__(
+        self,
+        store: Store,
+        log_key: nacl.signing.SigningKey,
+        origin: str,
+        *,
+        max_batch: int = 4000,
+        clock: Callable[[], datetime] = now,
+    ) -> None:
+        self.store = store
+        self.log_key = log_key
+        self.origin = origin
+        self.vkey = signer_vkey(origin, log_key)
+        self.max_batch = max_batch
+        self._clock = clock
+        self._cv = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._leader = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._registry = KeyRegistry()
+        self._scanned = 0  # entries below this seq are reflected in _registry
+        self._size = -1
+        self._frontier = CompactRange()
+        self._head: BlockHeader | None = None
+
+    # -- public ---------------------------------------------------------------------------------
+    def append(self, leaf: bytes) -> Receipt:
+        """Append one signed envelope; return once committed and sealed, or raise ``LedgerError``."""
+        return self._submit([self._prepare(leaf)])[0]
+
+    def append_many(self, leaves: list[bytes]) -> list[Receipt | LedgerError]:
+        """Append several envelopes, committed together where they fit; one result each, in order."""
+        pending: list[_Pending | LedgerError] = []
+        for leaf in leaves:
+            try:
+                pending.append(self._prepare(leaf))
+            except LedgerError as exc:
+                pending.append(exc)
+        ready = [p for p in pending if isinstance(p, _Pending)]
+        self._wait([*ready])
+        return [p if isinstance(p, LedgerError) else self._result(p) for p in pending]
+
+    def public_key(self, kid: str) -> bytes | None:
+        return self._registry.public_key(kid)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _prepare(self, leaf: bytes) -> _Pending:
+        env = parse_envelope(leaf)
+        pub = self._registry.public_key(env.actor)
+        if pub is not None:  # key ids are hashes of keys: a cached key is the right key
+            env.verify_signature(pub)
+        return _Pending(env, pub is not None)
+
+    @staticmethod
+    def _result(p: _Pending) -> Receipt:
+        if isinstance(p.result, LedgerError):
+            raise p.result
+        assert isinstance(p.result, Receipt)
+        return p.result
+
+    def _submit(self, items: list[_Pending]) -> list[Receipt]:
+        self._wait(items)
+        return [self._result(p) for p in items]
+
+    def _wait(self, items: list[_Pending]) -> None:
+        with self._cv:
+            self._queue.extend(items)
+            while not all(p.done for p in items):
+                if self._leader:
+                    self._cv.wait()
+                    continue
+                self._leader = True
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                self._cv.release()
+                try:
+                    self._commit(batch)
+                finally:
+                    self._cv.acquire()
+                    self._leader = False
+                    for p in batch:
+                        p.done = True
+                    self._cv.notify_all()
+
+    def _sync(self, conn: Connection, size: int, head: BlockHeader | None) -> None:
+        """Bring the cached frontier and registry up to the database's current size."""
+        if self._size == -1:
+            meta = Store.meta(conn)
+            if meta.get("log_key") not in (None, self.vkey.encode()):
+                raise LogKeyMismatch("this log key is not the one the ledger was initialised with")
+        nodes = Store.nodes(conn, root_nodes(size))
+        self._frontier = CompactRange(size, [nodes[n] for n in root_nodes(size)])
+        for seq, leaf in Store.entries_of_types(conn, IDENTITY_TYPES, self._scanned):
+            env = parse_envelope(leaf)
+            self._registry.apply(seq, env)
+        self._scanned = size
+        self._size = size
+        self._head = head
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            with self.store.writer() as conn:
+                found = Store.head(conn)
+                head = found[0] if found else None
+                size = head.tree_size if head else 0
+                if size != self._size:
+                    self._sync(conn, size, head)
+                when = self._clock()
+                if head is not None and parse_ts(head.time) > when:
+                    when = parse_ts(head.time)  # block time never goes back, whatever this clock says
+                block_time = format_ts(when)
+                height = head.height + 1 if head else 0
+                known = Store.seqs_of_hashes(conn, [p.hash for p in batch])
+                accepted: list[_Pending] = []
+                seen: set[bytes] = set()
+                seq = size
+                for p in batch:
+                    try:
+                        if p.hash in known or p.hash in seen:
+                            where = known.get(p.hash)
+                            raise DuplicateEntryError(
+                                "entry is already on the ledger" + (f" at seq {where}" if where is not None else "")
+                            )
+                        if not entry_time_fits(p.env.ts, block_time):
+                            raise EnvelopeError(
+                                f"entry time {p.env.ts} is more than 5 minutes from the ledger time {block_time}"
+                            )
+                        self._registry.check(seq, p.env, signature_checked=p.sig_ok)
+                        self._registry.apply(seq, p.env)
+                    except LedgerError as exc:
+                        p.result = exc
+                        continue
+                    seen.add(p.hash)
+                    accepted.append(p)
+                    seq += 1
+                if not accepted:
+                    return
+                node_rows = []
+                entry_rows = []
+                for i, p in enumerate(accepted):
+                    for (level, idx), h in self._frontier.append(p.hash):
+                        node_rows.append({"level": level, "idx": idx, "hash": h})
+                    env = p.env
+                    entry_rows.append(
+                        {
+                            "seq": size + i,
+                            "leaf": env.leaf,
+                            "leaf_hash": p.hash,
+                            "type": env.type,
+                            "actor": env.actor,
+                            "ts": env.ts,
+                            "height": height,
+                        }
+                    )
+                new_size = size + len(accepted)
+                root = self._frontier.root()
+                header = sign_header(
+                    self.log_key,
+                    height=height,
+                    tree_size=new_size,
+                    root=root,
+                    prev=head.digest() if head else GENESIS_PREV,
+                    first_seq=size,
+                    time=block_time,
+                )
+                checkpoint = sign_note(Checkpoint(self.origin, new_size, root).text(), self.origin, self.log_key)
+                Store.insert(conn, schema.entries, entry_rows)
+                Store.insert(conn, schema.tree_nodes, node_rows)
+                Store.insert(
+                    conn,
+                    schema.blocks,
+                    [
+                        {
+                            "height": height,
+                            "tree_size": new_size,
+                            "header": canonical_bytes(header.to_json()).decode(),
+                            "checkpoint": checkpoint,
+                        }
+                    ],
+                )
+        except Exception as exc:
+            self._reset()
+            err = exc if isinstance(exc, LedgerError) else StorageError(f"append failed: {exc}")
+            for p in batch:
+                if p.result is None or isinstance(p.result, Receipt):
+                    p.result = err
+            if not isinstance(exc, (LedgerError, OSError)) and not isinstance(exc, SQLAlchemyError):
+                raise
+            return
+        self._size = new_size
+        self._scanned = new_size
+        self._head = header
+        for i, p in enumerate(accepted):
+            p.result = Receipt(size + i, p.hash, height, new_size, checkpoint)
+

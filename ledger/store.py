@@ -1,0 +1,199 @@
+"""Ledger storage on SQLite (embedded) or PostgreSQL, through SQLAlchemy Core on the hot paths.
+
+Writes happen only in ``writer()``: one writer at a time across processes (SQLite ``BEGIN
+IMMEDIATE``, PostgreSQL ``pg_advisory_xact_lock``). Reads never take the writer lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, func, select, tuple_
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from ledger import schema
+from ledger.block import BlockHeader, parse_header
+from ledger.errors import LedgerError
+from ledger.tree import Node
+
+WRITER_LOCK_ID = 0x5348554C49414E  # "SHULIAN"
+DEFAULT_DB = "sqlite:///var/shulian.db"
+
+
+class StorageError(LedgerError):
+    """The database could not be reached or refused a statement."""
+
+    status = 503
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
+
+
+def make_engine(url: str, *, writer: bool = False, pool_size: int = 5) -> Engine:
+    """An engine for ``url``; for SQLite a ``writer`` engine begins every transaction IMMEDIATE."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 60}, poolclass=NullPool
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+    raise StorageError(f"unsupported database URL {parsed.get_backend_name()!r}: use sqlite or postgresql")
+
+
+class Store:
+    """The ledger's tables behind a small set of reads and one writer transaction."""
+
+    def __init__(self, url: str | None = None, *, read_url: str | None = None) -> None:
+        self.url = url or os.environ.get("SHULIAN_DB") or DEFAULT_DB
+        self.engine = make_engine(self.url)
+        self.write_engine = make_engine(self.url, writer=True) if self.is_sqlite else self.engine
+        read = read_url or os.environ.get("SHULIAN_DB_READ")
+        self.read_engine = make_engine(read) if read else self.engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def close(self) -> None:
+        for engine in {self.engine, self.write_engine, self.read_engine}:
+            engine.dispose()
+
+    def create_schema(self) -> None:
+        with self.write_engine.begin() as conn:
+            schema.create_schema(conn)
+
+    @contextmanager
+    def writer(self) -> Iterator[Connection]:
+        """A transaction holding the single-writer lock; commits on exit, rolls back on error."""
+        try:
+            with self.write_engine.begin() as conn:
+                if not self.is_sqlite:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_ID})")
+                yield conn
+        except OperationalError as exc:
+            raise StorageError(f"database unavailable: {exc.orig}") from exc
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        try:
+            with self.read_engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StorageError(f"database unavailable: {exc.orig}") from exc
+
+    # -- reads usable inside or outside the writer transaction ---------------------------------
+    @staticmethod
+    def meta(conn: Connection) -> dict[str, str]:
+        rows = conn.execute(select(schema.meta.c.name, schema.meta.c.value)).all()
+        return {r[0]: r[1] for r in rows}
+
+    @staticmethod
+    def head(conn: Connection) -> tuple[BlockHeader, str] | None:
+        """The newest block's header and checkpoint, or None before the first block."""
+        b = schema.blocks
+        row = conn.execute(select(b.c.header, b.c.checkpoint).order_by(b.c.height.desc()).limit(1)).first()
+        if row is None:
+            return None
+        return parse_header(json.loads(row[0])), row[1]
+
+    @staticmethod
+    def nodes(conn: Connection, wanted: Iterable[Node]) -> dict[Node, bytes]:
+        keys = sorted(set(wanted))
+        if not keys:
+            return {}
+        t = schema.tree_nodes
+        out: dict[Node, bytes] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            rows = conn.execute(
+                select(t.c.level, t.c.idx, t.c.hash).where(tuple_(t.c.level, t.c.idx).in_(chunk))
+            ).all()
+            out.update({(r[0], r[1]): bytes(r[2]) for r in rows})
+        missing = [k for k in keys if k not in out]
+        if missing:
+            raise LedgerError(f"tree node {missing[0]} missing from storage")
+        return out
+
+    @staticmethod
+    def seqs_of_hashes(conn: Connection, hashes: list[bytes]) -> dict[bytes, int]:
+        e = schema.entries
+        rows = conn.execute(select(e.c.leaf_hash, e.c.seq).where(e.c.leaf_hash.in_(hashes))).all()
+        return {bytes(r[0]): r[1] for r in rows}
+
+    @staticmethod
+    def entries_of_types(conn: Connection, types: Iterable[str], after: int) -> list[tuple[int, bytes]]:
+        e = schema.entries
+        rows = conn.execute(
+            select(e.c.seq, e.c.leaf).where(e.c.type.in_(list(types)), e.c.seq >= after).order_by(e.c.seq)
+        ).all()
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    @staticmethod
+    def entry(conn: Connection, seq: int) -> bytes | None:
+        e = schema.entries
+        row = conn.execute(select(e.c.leaf).where(e.c.seq == seq)).first()
+        return bytes(row[0]) if row else None
+
+    @staticmethod
+    def entry_count(conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(schema.entries)).scalar_one())
+
+    def iter_entries(self, start: int = 0, end: int | None = None, chunk: int = 5000) -> Iterator[tuple[int, bytes]]:
+        """Every entry from ``start`` in seq order, read in chunks (flat memory)."""
+        e = schema.entries
+        pos = start
+        while True:
+            with self.reader() as conn:
+                q = select(e.c.seq, e.c.leaf).where(e.c.seq >= pos).order_by(e.c.seq).limit(chunk)
+                if end is not None:
+                    q = q.where(e.c.seq < end)
+                rows = conn.execute(q).all()
+            if not rows:
+                return
+            for seq, leaf in rows:
+                yield seq, bytes(leaf)
+            pos = rows[-1][0] + 1
+
+    def iter_blocks(self, chunk: int = 2000) -> Iterator[tuple[int, dict[str, Any], str]]:
+        """Every block as (height, header JSON, checkpoint), in height order."""
+        b = schema.blocks
+        pos = 0
+        while True:
+            with self.reader() as conn:
+                rows = conn.execute(
+                    select(b.c.height, b.c.header, b.c.checkpoint)
+                    .where(b.c.height >= pos)
+                    .order_by(b.c.height)
+                    .limit(chunk)
+                ).all()
+            if not rows:
+                return
+            for height, header, checkpoint in rows:
+                yield height, json.loads(header), checkpoint
+            pos = rows[-1][0] + 1
+
+    # -- writes: only inside writer() -----------------------------------------------------------
+    @staticmethod
+    def insert(conn: Connection, table: Any, rows: list[Mapping[str, Any]]) -> None:
+        if rows:
+            conn.execute(table.insert(), rows)

@@ -1,0 +1,263 @@
+"""RFC 9162 §2.1 Merkle tree hashing and proofs, pure: ints and bytes in, bytes or a verdict out.
+
+Storage keeps the hash of every complete subtree, addressed ``(level, index)``: the subtree of
+``2**level`` leaves starting at leaf ``index * 2**level``. Every range that a root or a proof needs
+splits into O(log n) such subtrees (``range_nodes``), so the planner functions here name the nodes
+to read and the assemblers fold the hashes read back; nothing is ever rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+
+from ledger.errors import ProofError, RangeError, RootMismatchError
+
+LEAF_PREFIX = b"\x00"
+NODE_PREFIX = b"\x01"
+HASH_SIZE = 32
+
+Node = tuple[int, int]  # (level, index)
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    """RFC 9162 leaf hash: SHA-256(0x00 ‖ leaf)."""
+    return hashlib.sha256(LEAF_PREFIX + leaf).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 9162 interior node hash: SHA-256(0x01 ‖ left ‖ right)."""
+    return hashlib.sha256(NODE_PREFIX + left + right).digest()
+
+
+def _largest_power_of_two_below(n: int) -> int:
+    """The largest power of two strictly less than ``n`` (n ≥ 2)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def range_nodes(start: int, end: int) -> list[Node]:
+    """The complete subtrees, left to right, whose concatenation is leaves [start, end).
+
+    Valid for the ranges RFC 9162's recursion produces: ``start`` a multiple of a power of two at
+    least as large as ``end - start``.
+    """
+    nodes: list[Node] = []
+    pos = start
+    size = end - start
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            nodes.append((level, pos >> level))
+            pos += 1 << level
+    return nodes
+
+
+def fold_range(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a range from its ``range_nodes`` hashes (right-to-left fold)."""
+    if not hashes:
+        return EMPTY_ROOT
+    acc = hashes[-1]
+    for h in reversed(hashes[:-1]):
+        acc = node_hash(h, acc)
+    return acc
+
+
+def root_nodes(size: int) -> list[Node]:
+    """The nodes to read for the root of a tree of ``size`` leaves."""
+    return range_nodes(0, size)
+
+
+def _ranges_inclusion(index: int, size: int) -> list[tuple[int, int]]:
+    """RFC 9162 §2.1.3.1 PATH(index, D[size]) as leaf ranges, leaf-side first."""
+    out: list[tuple[int, int]] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _largest_power_of_two_below(end - start)
+        if index < start + k:
+            out.append((start + k, end))
+            end = start + k
+        else:
+            out.append((start, start + k))
+            start = start + k
+    out.reverse()
+    return out
+
+
+def _ranges_consistency(first: int, second: int) -> list[tuple[int, int]]:
+    """RFC 9162 §2.1.4.1 PROOF(first, D[second]) as leaf ranges, in proof order."""
+    out: list[tuple[int, int]] = []
+    start, end, m, complete = 0, second, first, True
+    while True:
+        n = end - start
+        if m == n:
+            if not complete:
+                out.append((start, end))
+            break
+        k = _largest_power_of_two_below(n)
+        if m <= k:
+            out.append((start + k, end))
+            end = start + k
+        else:
+            out.append((start, start + k))
+            start, m, complete = start + k, m - k, False
+    out.reverse()
+    return out
+
+
+class ProofPlan:
+    """Which stored nodes a proof needs and how to fold them into the proof's hashes."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.parts = [range_nodes(a, b) for a, b in ranges]
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [n for part in self.parts for n in part]
+
+    def assemble(self, stored: Mapping[Node, bytes]) -> list[bytes]:
+        """The proof's hashes from the nodes read (``stored`` must hold every node of the plan)."""
+        return [fold_range([stored[n] for n in part]) for part in self.parts]
+
+
+def plan_inclusion(index: int, size: int) -> ProofPlan:
+    """Plan the inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
+    if not 0 <= index < size:
+        raise RangeError(f"leaf index {index} outside a tree of size {size}")
+    return ProofPlan(_ranges_inclusion(index, size))
+
+
+def plan_consistency(first: int, second: int) -> ProofPlan:
+    """Plan the consistency proof between sizes ``first`` and ``second`` (1 ≤ first ≤ second)."""
+    if not 1 <= first <= second:
+        raise RangeError(f"consistency needs 1 <= first <= second, got first={first} second={second}")
+    if first == second:
+        return ProofPlan([])
+    return ProofPlan(_ranges_consistency(first, second))
+
+
+def root_from_leaves(leaves: Sequence[bytes]) -> bytes:
+    """MTH over leaf *hashes* by RFC 9162's recursion (reference for tests; O(n) memory)."""
+    if not leaves:
+        return EMPTY_ROOT
+    if len(leaves) == 1:
+        return leaves[0]
+    k = _largest_power_of_two_below(len(leaves))
+    return node_hash(root_from_leaves(leaves[:k]), root_from_leaves(leaves[k:]))
+
+
+class CompactRange:
+    """The right edge of a growing tree: the roots of its complete subtrees, biggest first.
+
+    Appending a leaf yields the nodes that complete (to store), so the stored set is exactly every
+    complete subtree. ``root()`` is the root at the current size.
+    """
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        if len(hashes) != bin(size).count("1"):
+            raise ValueError("compact range hashes do not match the size")
+        self.size = size
+        self.hashes = list(hashes)
+
+    def append(self, leaf_hash_: bytes) -> list[tuple[Node, bytes]]:
+        """Add one leaf hash; return the ``(node, hash)`` pairs this completes, leaf first."""
+        index = self.size
+        done: list[tuple[Node, bytes]] = [((0, index), leaf_hash_)]
+        h = leaf_hash_
+        level = 0
+        while index & 1:
+            h = node_hash(self.hashes.pop(), h)
+            index >>= 1
+            level += 1
+            done.append(((level, index), h))
+        self.hashes.append(h)
+        self.size += 1
+        return done
+
+    def root(self) -> bytes:
+        return fold_range(self.hashes)
+
+
+def _check_hash(value: bytes, what: str) -> None:
+    if len(value) != HASH_SIZE:
+        raise ProofError(f"{what} is {len(value)} bytes, not {HASH_SIZE}")
+
+
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
+    """RFC 9162 §2.1.3.2: the root implied by an inclusion proof of leaf hash ``leaf``."""
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} outside a tree of size {size}")
+    _check_hash(leaf, "leaf hash")
+    fn, sn = index, size - 1
+    r = leaf
+    for p in proof:
+        _check_hash(p, "proof hash")
+        if sn == 0:
+            raise ProofError("inclusion proof too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("inclusion proof too short")
+    return r
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes) -> None:
+    """Raise unless ``proof`` shows leaf hash ``leaf`` at ``index`` in the tree with ``root``."""
+    calculated = root_from_inclusion_proof(index, size, leaf, proof)
+    if calculated != root:
+        raise RootMismatchError(root, calculated)
+
+
+def verify_consistency(
+    first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """RFC 9162 §2.1.4.2: raise unless ``proof`` shows the tree at ``first`` is a prefix of ``second``."""
+    _check_hash(first_root, "first root")
+    _check_hash(second_root, "second root")
+    if not 1 <= first <= second:
+        raise ProofError(f"consistency needs 1 <= first <= second, got first={first} second={second}")
+    for p in proof:
+        _check_hash(p, "proof hash")
+    if first == second:
+        if proof:
+            raise ProofError("consistency proof between equal sizes must be empty")
+        if first_root != second_root:
+            raise RootMismatchError(second_root, first_root)
+        return
+    path = list(proof)
+    if first & (first - 1) == 0:  # a power of two: the first root is itself the first node
+        path.insert(0, first_root)
+    if not path:
+        raise ProofError("consistency proof is empty")
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("consistency proof too long")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("consistency proof too short")
+    if fr != first_root:
+        raise RootMismatchError(first_root, fr)
+    if sr != second_root:
+        raise RootMismatchError(second_root, sr)
