@@ -79,7 +79,9 @@ class Node:
             else:
                 origin = origin or os.environ.get("SHULIAN_ORIGIN") or DEFAULT_ORIGIN
                 vkey = signer_vkey(origin, log_key.signing).encode()
-                Store.insert(conn, schema.meta, [{"name": "origin", "value": origin}, {"name": "log_key", "value": vkey}])
+                Store.insert(
+                    conn, schema.meta, [{"name": "origin", "value": origin}, {"name": "log_key", "value": vkey}]
+                )
                 created = True
         self.reader._meta = None
         if self.reader.size() > 0:

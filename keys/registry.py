@@ -185,13 +185,11 @@ class KeyRegistry:
             if body.get("role", role) != role:
                 raise EnvelopeError("a rotation keeps the role of the key it replaces")
         else:
-            role = body.get("role")
+            role = str(body.get("role"))
             if role not in ROLES:
                 raise EnvelopeError(f"body.role {role!r} is not one of {sorted(ROLES)}")
             _text(body, "name")
-        if role == "department":
-            _b64key(body, "x25519")
-        elif "x25519" in body and body["x25519"] is not None:
+        if role == "department" or ("x25519" in body and body["x25519"] is not None):
             _b64key(body, "x25519")
         if role == "citizen" and env.type == "identity.register":
             _text(body, "subject")

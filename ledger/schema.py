@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Index, LargeBinary, SmallInteger, String, Text
 from sqlalchemy.engine import Connection
-from sqlalchemy.schema import DDL, MetaData, Table
+from sqlalchemy.schema import MetaData, Table
 from sqlmodel import Field, SQLModel
 
 
@@ -90,7 +90,7 @@ def _pg_triggers(table: str) -> list[str]:
 def install_triggers(conn: Connection) -> None:
     """Create the append-only triggers on every ledger table (idempotent)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(DDL(_PG_FUNCTION))
+        conn.exec_driver_sql(_PG_FUNCTION)
         statements = [s for t in APPEND_ONLY for s in _pg_triggers(t)]
     else:
         statements = [s for t in APPEND_ONLY for s in _sqlite_triggers(t)]
@@ -102,4 +102,3 @@ def create_schema(conn: Connection) -> None:
     """Create tables, indexes and triggers if they do not exist."""
     metadata.create_all(conn)
     install_triggers(conn)
-

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ class StorageError(LedgerError):
     """The database could not be reached or refused a statement."""
 
     status = 503
+    title = "Database unavailable"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -48,9 +49,7 @@ def make_engine(url: str, *, writer: bool = False, pool_size: int = 5) -> Engine
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 60}, poolclass=NullPool
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, poolclass=NullPool)
         event.listen(engine, "connect", _sqlite_pragmas)
         begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
@@ -125,9 +124,7 @@ class Store:
         out: dict[Node, bytes] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
-            rows = conn.execute(
-                select(t.c.level, t.c.idx, t.c.hash).where(tuple_(t.c.level, t.c.idx).in_(chunk))
-            ).all()
+            rows = conn.execute(select(t.c.level, t.c.idx, t.c.hash).where(tuple_(t.c.level, t.c.idx).in_(chunk))).all()
             out.update({(r[0], r[1]): bytes(r[2]) for r in rows})
         missing = [k for k in keys if k not in out]
         if missing:
@@ -194,6 +191,6 @@ class Store:
 
     # -- writes: only inside writer() -----------------------------------------------------------
     @staticmethod
-    def insert(conn: Connection, table: Any, rows: list[Mapping[str, Any]]) -> None:
+    def insert(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
             conn.execute(table.insert(), rows)

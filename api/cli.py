@@ -1,0 +1,152 @@
+"""The `shulian` command line (DESIGN §9). Errors are one readable line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from keys.errors import KeystoreError
+from ledger.errors import LedgerError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from api.node import Node
+
+    node = Node(args.db)
+    created = node.init(args.origin)
+    size, _ = node.reader.checkpoint()
+    what = "initialised" if created else "already initialised; nothing changed"
+    print(f"{what}: origin {node.reader.origin}, {size} entries")
+    print(f"log key: {node.reader.vkey.encode()}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from api.demo import seed_demo
+    from api.node import Node
+
+    node = Node(args.db)
+    n = seed_demo(node)
+    print(f"demo city seeded: {n} entries appended" if n else "demo city already seeded; nothing changed")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from api.demo import simulate
+    from api.node import Node
+
+    if args.events < 1:
+        raise UsageError("--events must be at least 1")
+    node = Node(args.db)
+    counts = simulate(node, args.events, args.seed)
+    size, _ = node.reader.checkpoint()
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"simulated {args.events} events ({summary}); ledger now {size} entries")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.node import Node
+
+    node = Node(args.db)
+    node.reader.origin  # noqa: B018 - fail early, in one line, when the ledger is not initialised
+    uvicorn.run(create_app(node), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from audit.export import write_export
+
+    from api.node import Node
+
+    node = Node(args.db)
+    write_export(node.store, Path(args.output), progress=not args.quiet)
+    print(f"exported to {args.output}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from audit.sources import verify_database, verify_export
+
+    if args.export:
+        result = verify_export(Path(args.export), progress=not args.quiet)
+    else:
+        from api.node import Node
+
+        result = verify_database(Node(args.db).store, progress=not args.quiet)
+    if not result.ok:
+        print(result.message, file=sys.stderr)
+        return 1
+    print(f"OK: {result.entries} entries, {result.blocks} blocks verified")
+    return 0
+
+
+class UsageError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shulian", description="Shulian (数链): the verifiable data-sharing ledger")
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("SHULIAN_DB"),
+        help="database URL (default: SHULIAN_DB or sqlite:///var/shulian.db)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create the schema, the log key and the genesis entry (idempotent)")
+    p.add_argument("--origin", help="checkpoint origin, e.g. data.example.gov.cn/shulian")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("demo", help="seed the demo city (idempotent)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="append N realistic, signed events through the service code")
+    p.add_argument("--events", type=int, required=True)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("serve", help="serve the API and the portal")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("export", help="write the ledger as a shulian-export/1 JSON Lines file")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify", help="replay and check the whole ledger (database or export)")
+    p.add_argument("--export", help="verify this export file instead of the database")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Handler = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        print("shulian: interrupted", file=sys.stderr)
+        return 130
+    except (LedgerError, KeystoreError, UsageError, OSError, ValueError) as exc:
+        if args.verbose:
+            raise
+        print(f"shulian {args.command}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

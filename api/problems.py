@@ -1,0 +1,80 @@
+"""RFC 9457 problem responses: every error the API returns, in one place."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from keys.errors import KeystoreError
+from ledger.errors import LedgerError
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("shulian.api")
+
+
+def problem(status: int, detail: str, *, title: str | None = None, **extra: Any) -> JSONResponse:
+    """A problem+json response with ``type`` about:blank and the status's title."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    body.update(extra)
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "description": "An RFC 9457 problem",
+    "content": {
+        PROBLEM_JSON: {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                },
+                "required": ["type", "title", "status", "detail"],
+            },
+            "example": {"type": "about:blank", "title": "Bad Request", "status": 400, "detail": "size 9 outside 1..4"},
+        }
+    },
+}
+
+
+def install(app: FastAPI) -> None:
+    """Map every error to a problem response; nothing escapes as a bare 500 with a traceback."""
+
+    @app.exception_handler(LedgerError)
+    async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
+        return problem(exc.status, str(exc), title=getattr(exc, "title", None))
+
+    @app.exception_handler(KeystoreError)
+    async def _keystore(_: Request, exc: KeystoreError) -> JSONResponse:
+        log.error("keystore: %s", exc)
+        return problem(503, "the service's keys are unavailable")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return problem(400, f"{where}: {first.get('msg', 'invalid request')}", errors=len(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return problem(500, "internal error; the request changed nothing that was not committed")
