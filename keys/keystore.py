@@ -69,7 +69,10 @@ def passphrase(*, announce: bool = True) -> bytes:
         return path.read_bytes().strip()
     atomic_write(path, secrets.token_urlsafe(32).encode() + b"\n")
     if announce:
-        print(f"created a random keystore passphrase in {path} (mode 0600); set SHULIAN_PASSPHRASE in production", file=sys.stderr)
+        print(
+            f"created a random keystore passphrase in {path} (mode 0600); set SHULIAN_PASSPHRASE in production",
+            file=sys.stderr,
+        )
     return path.read_bytes().strip()
 
 
@@ -96,7 +99,9 @@ class StoredKey:
 
     @classmethod
     def generate(cls, name: str, *, x25519: bool = False, role: str | None = None) -> StoredKey:
-        return cls(name, nacl.signing.SigningKey.generate(), nacl.public.PrivateKey.generate() if x25519 else None, role)
+        return cls(
+            name, nacl.signing.SigningKey.generate(), nacl.public.PrivateKey.generate() if x25519 else None, role
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -56,9 +56,7 @@ class Envelope:
 
     def signed_bytes(self) -> bytes:
         """The bytes the signature covers: the canonical envelope without ``sig``."""
-        return canonical_bytes(
-            {"v": VERSION, "type": self.type, "ts": self.ts, "actor": self.actor, "body": self.body}
-        )
+        return canonical_bytes({"v": VERSION, "type": self.type, "ts": self.ts, "actor": self.actor, "body": self.body})
 
     def verify_signature(self, public_key: bytes) -> None:
         """Raise ``SignatureError`` unless ``sig`` verifies under ``public_key``."""

@@ -215,9 +215,7 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
         raise RootMismatchError(root, calculated)
 
 
-def verify_consistency(
-    first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
-) -> None:
+def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]) -> None:
     """RFC 9162 §2.1.4.2: raise unless ``proof`` shows the tree at ``first`` is a prefix of ``second``."""
     _check_hash(first_root, "first root")
     _check_hash(second_root, "second root")
