@@ -126,25 +126,47 @@ def _derive(secret: bytes, salt: bytes, params: dict[str, int]) -> bytes:
     return hash_secret_raw(secret, salt, hash_len=32, type=Type.ID, **params)
 
 
-def save_keystore(path: Path, keys: list[StoredKey], secret: bytes | None = None) -> None:
-    """Encrypt ``keys`` under the passphrase and write them to ``path`` (0600, atomic)."""
+def _seal(path: Path, content: dict[str, Any], key_ids: list[str], secret: bytes | None) -> None:
     secret = passphrase() if secret is None else secret
     salt = secrets.token_bytes(16)
     box = nacl.secret.SecretBox(_derive(secret, salt, ARGON2))
-    plain = json.dumps({"keys": [k.to_json() for k in keys]}).encode()
-    sealed = box.encrypt(plain)
+    sealed = box.encrypt(json.dumps(content).encode())
     doc = {
         "format": FORMAT,
         "kdf": {"name": "argon2id", "salt": base64.b64encode(salt).decode(), **ARGON2},
         "cipher": "xsalsa20-poly1305",
-        "key_ids": [k.key_id for k in keys],
+        "key_ids": key_ids,
         "sealed": base64.b64encode(bytes(sealed)).decode(),
     }
     atomic_write(path, json.dumps(doc, indent=1).encode() + b"\n")
 
 
+def save_keystore(path: Path, keys: list[StoredKey], secret: bytes | None = None) -> None:
+    """Encrypt ``keys`` under the passphrase and write them to ``path`` (0600, atomic)."""
+    _seal(path, {"keys": [k.to_json() for k in keys]}, [k.key_id for k in keys], secret)
+
+
+def save_secret(path: Path, value: bytes, secret: bytes | None = None) -> None:
+    """Keep a raw secret (such as the vault's master key) in a keystore file."""
+    _seal(path, {"secret": base64.b64encode(value).decode()}, [], secret)
+
+
+def load_secret(path: Path, secret: bytes | None = None) -> bytes:
+    try:
+        return base64.b64decode(_open(path, secret)["secret"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KeystoreError(f"keystore {path} holds no secret") from exc
+
+
 def load_keystore(path: Path, secret: bytes | None = None) -> list[StoredKey]:
     """Decrypt the keys in ``path``; a wrong passphrase or a changed file is a ``KeystoreError``."""
+    try:
+        return [StoredKey.from_json(k) for k in _open(path, secret)["keys"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KeystoreError(f"keystore {path} is malformed") from exc
+
+
+def _open(path: Path, secret: bytes | None) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_bytes())
     except FileNotFoundError as exc:
@@ -161,7 +183,10 @@ def load_keystore(path: Path, secret: bytes | None = None) -> list[StoredKey]:
         params = {k: int(kdf[k]) for k in ("time_cost", "memory_cost", "parallelism")}
         box = nacl.secret.SecretBox(_derive(secret, base64.b64decode(kdf["salt"]), params))
         plain = box.decrypt(base64.b64decode(doc["sealed"]))
-        return [StoredKey.from_json(k) for k in json.loads(plain)["keys"]]
+        content = json.loads(plain)
+        if not isinstance(content, dict):
+            raise ValueError("not an object")
+        return content
     except nacl.exceptions.CryptoError as exc:
         raise KeystoreError(f"cannot open keystore {path}: wrong passphrase or the file was altered") from exc
     except (KeyError, TypeError, ValueError) as exc:

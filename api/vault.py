@@ -1,0 +1,88 @@
+"""The records vault: record values and salts, encrypted at rest, one row per committed version."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from api import tables
+from keys import dek
+from keys.keystore import load_secret, save_secret
+from ledger.canonical import canonical_bytes
+from ledger.errors import NotFoundError
+
+
+class Vault:
+    """Seals record versions under per-dataset keys; the master key never leaves the keystore file."""
+
+    def __init__(self, master_path: Path) -> None:
+        self.master_path = master_path
+        self._master: bytes | None = None
+        self._deks: dict[str, bytes] = {}
+
+    @property
+    def master(self) -> bytes:
+        if self._master is None:
+            if not self.master_path.exists():
+                save_secret(self.master_path, dek.new_key())
+            self._master = load_secret(self.master_path)
+        return self._master
+
+    def _dek(self, conn: Connection, dataset: str, *, create: bool) -> bytes:
+        if dataset in self._deks:
+            return self._deks[dataset]
+        t = tables.vault_keys
+        row = conn.execute(select(t.c.wrapped).where(t.c.dataset == dataset)).first()
+        if row is not None:
+            key = dek.unwrap(self.master, bytes(row[0]), dataset)
+        elif create:
+            key = dek.new_key()
+            conn.execute(t.insert(), [{"dataset": dataset, "wrapped": dek.wrap(self.master, key, dataset)}])
+        else:
+            raise NotFoundError(f"the vault holds nothing for dataset {dataset}")
+        self._deks[dataset] = key
+        return key
+
+    @staticmethod
+    def _aad(dataset: str, record: str, version: int, commit_seq: int) -> bytes:
+        return canonical_bytes({"dataset": dataset, "record": record, "version": version, "seq": commit_seq})
+
+    def put(
+        self,
+        conn: Connection,
+        *,
+        dataset: str,
+        record: str,
+        version: int,
+        commit_seq: int,
+        values: dict[str, Any],
+        salts: dict[str, str],
+    ) -> None:
+        """Store a record version inside the caller's transaction (the one appending its record.commit)."""
+        key = self._dek(conn, dataset, create=True)
+        plain = canonical_bytes({"values": values, "salts": salts})
+        sealed = dek.seal(key, plain, self._aad(dataset, record, version, commit_seq))
+        conn.execute(
+            tables.vault_records.insert(),
+            [{"dataset": dataset, "record": record, "version": version, "commit_seq": commit_seq, "sealed": sealed}],
+        )
+
+    def get(
+        self, conn: Connection, *, dataset: str, record: str, version: int
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The values and salts of one record version."""
+        t = tables.vault_records
+        row = conn.execute(
+            select(t.c.commit_seq, t.c.sealed).where(
+                t.c.dataset == dataset, t.c.record == record, t.c.version == version
+            )
+        ).first()
+        if row is None:
+            raise NotFoundError(f"record {dataset}/{record} v{version} is not in the vault")
+        key = self._dek(conn, dataset, create=False)
+        doc = json.loads(dek.open_sealed(key, bytes(row[1]), self._aad(dataset, record, version, row[0])))
+        return doc["values"], doc["salts"]
