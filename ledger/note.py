@@ -50,7 +50,7 @@ class VerifierKey:
 
     @classmethod
     def parse(cls, text: str) -> VerifierKey:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the base64 key may itself hold "+"
         if len(parts) != 3 or not _valid_name(parts[0]) or len(parts[1]) != 8:
             raise NoteError("verifier key is not name+hexhash+base64")
         try:
