@@ -83,7 +83,7 @@ def parse_envelope(leaf: bytes) -> Envelope:
         raise EnvelopeError(f"entry fields wrong: missing {missing}, unknown {extra}")
     if value["v"] != VERSION or isinstance(value["v"], bool):
         raise EnvelopeError(f"entry version {value['v']!r} is not {VERSION}")
-    if value["type"] not in ENTRY_TYPES:
+    if not isinstance(value["type"], str) or value["type"] not in ENTRY_TYPES:
         raise EnvelopeError(f"entry type {value['type']!r} is unknown")
     parse_ts(value["ts"])
     if not is_key_id(value["actor"]):
