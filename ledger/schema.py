@@ -60,11 +60,22 @@ meta: Table = Meta.__table__  # type: ignore[attr-defined]
 
 
 def _sqlite_triggers(table: str) -> list[str]:
-    return [
+    statements = [
         f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
         f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END"
         for op in ("UPDATE", "DELETE")
     ]
+    # INSERT OR REPLACE (and REPLACE INTO) delete the conflicting row without firing DELETE triggers
+    # (SQLite fires them only with recursive_triggers on), so refuse any insert that would collide.
+    t = metadata.tables[table]
+    keys = [[c.name for c in t.primary_key.columns]] + [[c.name] for c in t.columns if c.unique]
+    clash = " OR ".join("(" + " AND ".join(f"{c} = NEW.{c}" for c in key) + ")" for key in keys)
+    when = f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {clash})"  # noqa: S608 (names from our own metadata)
+    statements.append(
+        f"CREATE TRIGGER IF NOT EXISTS {table}_no_replace BEFORE INSERT ON {table} {when} "
+        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: REPLACE refused'); END"
+    )
+    return statements
 
 
 _PG_FUNCTION = """
@@ -90,7 +101,7 @@ def _pg_triggers(table: str) -> list[str]:
 def install_triggers(conn: Connection) -> None:
     """Create the append-only triggers on every ledger table (idempotent)."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_PG_FUNCTION)
+        conn.exec_driver_sql(_PG_FUNCTION.replace("%", "%%"))  # psycopg reads a bare % as a placeholder
         statements = [s for t in APPEND_ONLY for s in _pg_triggers(t)]
     else:
         statements = [s for t in APPEND_ONLY for s in _sqlite_triggers(t)]
