@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from api import tables  # noqa: F401 - registers the service tables with the schema
+from api.directory import KeyDirectory
+from api.vault import Vault
 from keys.keystore import StoredKey, home, load_key, save_keystore
 from ledger import schema
 from ledger.envelope import sign_envelope
@@ -36,6 +39,8 @@ class Node:
         self.store = Store(db)
         self.home = home_dir or home()
         self.reader = LogReader(self.store)
+        self.directory = KeyDirectory(self.store)
+        self.vault = Vault(self.key_path("vault-master"))
         self._sequencer: Sequencer | None = None
 
     def key_path(self, name: str) -> Path:

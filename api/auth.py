@@ -1,0 +1,96 @@
+"""Signed requests (RFC 9421, Ed25519): who is calling, with which role; replays refused."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+
+from api import tables
+from api.deps import NodeDep
+from api.httpsig import MAX_SKEW, Reason, SignatureRejected, verify_request
+from keys.registry import KeyRecord
+from ledger.errors import LedgerError
+from ledger.timefmt import now as utcnow
+
+
+class Forbidden(LedgerError):
+    status = 403
+    title = "Forbidden"
+
+
+class Replayed(LedgerError):
+    status = 401
+    title = "Request replayed"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified signer of a request."""
+
+    key: KeyRecord
+    request_hash: str
+    body: bytes
+
+    @property
+    def key_id(self) -> str:
+        return self.key.key_id
+
+    @property
+    def role(self) -> str:
+        return self.key.role
+
+
+def target_uri(request: Request) -> str:
+    """The request's URL as the client signed it (raw path, undecoded)."""
+    scope = request.scope
+    raw = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    base = f"{request.url.scheme}://{request.url.netloc}"
+    return base + raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+
+async def authenticate(request: Request, node: NodeDep) -> Caller:
+    """Verify the request's signature, the signer's key validity now, and that its nonce is new."""
+    body = await request.body()
+    directory = node.directory
+    verified = verify_request(
+        method=request.method,
+        url=target_uri(request),
+        headers=request.headers,
+        body=body,
+        resolve_key=directory.public_key,
+        now=int(time.time()),
+    )
+    record = directory.get(verified.key_id)
+    if record is None:  # pragma: no cover - resolve_key already found it
+        raise SignatureRejected(Reason.UNKNOWN_KEY, f"unknown key {verified.key_id}")
+    at = utcnow()
+    if at < record.valid_from or (record.valid_until is not None and at >= record.valid_until):
+        raise Forbidden(f"key {record.key_id} is {record.ended_how or 'not yet valid'}; sign with a current key")
+    remember_nonce(node, verified.nonce, verified.key_id, verified.created)
+    return Caller(record, verified.request_hash, body)
+
+
+def remember_nonce(node: NodeDep, nonce: str, key_id: str, created: int) -> None:
+    """Record a nonce once; a second use within the skew window is a replay. Old nonces are purged."""
+    t = tables.request_nonces
+    try:
+        with node.store.engine.begin() as conn:
+            conn.execute(t.insert(), [{"nonce": nonce, "key_id": key_id, "created": created}])
+            if created % 64 == 0:
+                conn.execute(delete(t).where(t.c.created < int(time.time()) - 2 * MAX_SKEW))
+    except IntegrityError as exc:
+        raise Replayed("this signed request was already received (nonce reused); sign it afresh") from exc
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def require(caller: Caller, *roles: str) -> None:
+    if caller.role not in roles:
+        raise Forbidden(f"a {caller.role} key may not do this (needs {' or '.join(roles)})")
