@@ -48,8 +48,8 @@ class Caller:
 def target_uri(request: Request) -> str:
     """The request's URL as the client signed it (raw path, undecoded)."""
     scope = request.scope
-    raw = scope.get("raw_path") or scope["path"].encode()
-    query = scope.get("query_string", b"")
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
     base = f"{request.url.scheme}://{request.url.netloc}"
     return base + raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 

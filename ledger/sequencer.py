@@ -8,10 +8,11 @@ signs. Nobody is answered before that transaction commits.
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import nacl.signing
 from sqlalchemy.engine import Connection
@@ -19,14 +20,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keys.registry import IDENTITY_TYPES, KeyRegistry
 from ledger import schema
-from ledger.block import GENESIS_PREV, BlockHeader, entry_time_fits, sign_header
+from ledger.block import GENESIS_PREV, MAX_CLOCK_SKEW_SECONDS, BlockHeader, sign_header
 from ledger.canonical import canonical_bytes
-from ledger.envelope import Envelope, parse_envelope
+from ledger.envelope import VERSION, Envelope, parse_envelope, verify_ed25519
 from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError
-from ledger.note import Checkpoint, signer_vkey, sign_note
+from ledger.note import Checkpoint, sign_note, signer_vkey
 from ledger.store import StorageError, Store
 from ledger.timefmt import format_ts, now, parse_ts
 from ledger.tree import CompactRange, leaf_hash, root_nodes
+
+ENTRY_COLUMNS = ("seq", "leaf", "leaf_hash", "type", "actor", "ts", "height")
+NODE_COLUMNS = ("level", "idx", "hash")
+BLOCK_COLUMNS = ("height", "tree_size", "header", "checkpoint")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,9 @@ class Receipt:
 
 
 class _Pending:
-    __slots__ = ("env", "hash", "sig_ok", "result", "done")
+    """One append in flight. ``wake`` is held until the append is done or its thread must lead."""
+
+    __slots__ = ("done", "env", "hash", "result", "sig_ok", "wake")
 
     def __init__(self, env: Envelope, sig_ok: bool) -> None:
         self.env = env
@@ -49,6 +56,27 @@ class _Pending:
         self.sig_ok = sig_ok
         self.result: Receipt | LedgerError | None = None
         self.done = False
+        self.wake = threading.Lock()
+        self.wake.acquire()
+
+
+def _outcome(p: _Pending) -> Receipt | LedgerError:
+    assert isinstance(p.result, (Receipt, LedgerError))
+    return p.result
+
+
+def _signed_bytes(env: Envelope) -> bytes:
+    """The bytes ``env.sig`` covers, cut from the canonical leaf without re-encoding it.
+
+    Keys sort ``actor, body, sig, ts, type, v``, so a canonical leaf ends with the members after
+    ``body``; dropping ``"sig"`` from a canonical object leaves the canonical object without it.
+    Falls back to re-encoding if the tail is not the expected one.
+    """
+    tail = f',"ts":"{env.ts}","type":"{env.type}","v":{VERSION}}}'.encode()
+    sig_member = f',"sig":"{base64.b64encode(env.sig).decode()}"'.encode()
+    if env.leaf.endswith(sig_member + tail):
+        return env.leaf[: -len(sig_member) - len(tail)] + tail
+    return env.signed_bytes()
 
 
 class LogKeyMismatch(LedgerError):
@@ -73,9 +101,9 @@ class Sequencer:
         self.vkey = signer_vkey(origin, log_key)
         self.max_batch = max_batch
         self._clock = clock
-        self._cv = threading.Condition()
+        self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
-        self._leader = False
+        self._leader = False  # some thread is committing; the queue waits for it to hand over
         self._reset()
 
     def _reset(self) -> None:
@@ -100,7 +128,7 @@ class Sequencer:
                 pending.append(exc)
         ready = [p for p in pending if isinstance(p, _Pending)]
         self._wait([*ready])
-        return [p if isinstance(p, LedgerError) else self._result(p) for p in pending]
+        return [p if isinstance(p, LedgerError) else _outcome(p) for p in pending]
 
     def public_key(self, kid: str) -> bytes | None:
         return self._registry.public_key(kid)
@@ -110,7 +138,8 @@ class Sequencer:
         env = parse_envelope(leaf)
         pub = self._registry.public_key(env.actor)
         if pub is not None:  # key ids are hashes of keys: a cached key is the right key
-            env.verify_signature(pub)
+            # In the caller's thread, outside the writer: PyNaCl releases the GIL while it verifies.
+            verify_ed25519(pub, _signed_bytes(env), env.sig)
         return _Pending(env, pub is not None)
 
     @staticmethod
@@ -125,23 +154,42 @@ class Sequencer:
         return [self._result(p) for p in items]
 
     def _wait(self, items: list[_Pending]) -> None:
-        with self._cv:
+        """Queue ``items`` and return when all are done, leading commits whenever it is our turn.
+
+        The first thread to find no leader leads: it takes everything waiting (up to ``max_batch``),
+        commits it, wakes exactly the threads it answered and hands the lead to the thread owning the
+        next item waiting. Each item's thread sleeps on the item's own lock (no thundering herd).
+        """
+        if not items:
+            return
+        with self._mutex:
             self._queue.extend(items)
-            while not all(p.done for p in items):
-                if self._leader:
-                    self._cv.wait()
-                    continue
-                self._leader = True
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                self._cv.release()
-                try:
-                    self._commit(batch)
-                finally:
-                    self._cv.acquire()
-                    self._leader = False
-                    for p in batch:
-                        p.done = True
-                    self._cv.notify_all()
+            lead = not self._leader
+            self._leader = True
+        if lead:
+            self._lead()
+        for p in items:
+            while not p.done:
+                p.wake.acquire()
+                if not p.done:  # woken without an answer: the lead was handed to us
+                    self._lead()
+
+    def _lead(self) -> None:
+        with self._mutex:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+        try:
+            self._commit(batch)
+        finally:
+            for p in batch:
+                p.done = True
+            with self._mutex:
+                successor = self._queue[0] if self._queue else None
+                self._leader = successor is not None
+            if successor is not None:
+                successor.wake.release()
+            for p in batch:
+                p.wake.release()
 
     def _sync(self, conn: Connection, size: int, head: BlockHeader | None) -> None:
         """Bring the cached frontier and registry up to the database's current size."""
@@ -170,6 +218,8 @@ class Sequencer:
                 if head is not None and parse_ts(head.time) > when:
                     when = parse_ts(head.time)  # block time never goes back, whatever this clock says
                 block_time = format_ts(when)
+                skew = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
+                earliest, latest = format_ts(when - skew), format_ts(when + skew)
                 height = head.height + 1 if head else 0
                 known = Store.seqs_of_hashes(conn, [p.hash for p in batch])
                 accepted: list[_Pending] = []
@@ -182,7 +232,7 @@ class Sequencer:
                             raise DuplicateEntryError(
                                 "entry is already on the ledger" + (f" at seq {where}" if where is not None else "")
                             )
-                        if not entry_time_fits(p.env.ts, block_time):
+                        if not earliest <= p.env.ts <= latest:  # entry_time_fits, on the fixed-width strings
                             raise EnvelopeError(
                                 f"entry time {p.env.ts} is more than 5 minutes from the ledger time {block_time}"
                             )
@@ -196,23 +246,13 @@ class Sequencer:
                     seq += 1
                 if not accepted:
                     return
-                node_rows = []
-                entry_rows = []
+                node_rows: list[tuple[int, int, bytes]] = []
+                entry_rows: list[tuple[int, bytes, bytes, str, str, str, int]] = []
+                frontier = self._frontier
                 for i, p in enumerate(accepted):
-                    for (level, idx), h in self._frontier.append(p.hash):
-                        node_rows.append({"level": level, "idx": idx, "hash": h})
+                    node_rows.extend((level, idx, h) for (level, idx), h in frontier.append(p.hash))
                     env = p.env
-                    entry_rows.append(
-                        {
-                            "seq": size + i,
-                            "leaf": env.leaf,
-                            "leaf_hash": p.hash,
-                            "type": env.type,
-                            "actor": env.actor,
-                            "ts": env.ts,
-                            "height": height,
-                        }
-                    )
+                    entry_rows.append((size + i, env.leaf, p.hash, env.type, env.actor, env.ts, height))
                 new_size = size + len(accepted)
                 root = self._frontier.root()
                 header = sign_header(
@@ -225,19 +265,13 @@ class Sequencer:
                     time=block_time,
                 )
                 checkpoint = sign_note(Checkpoint(self.origin, new_size, root).text(), self.origin, self.log_key)
-                Store.insert(conn, schema.entries, entry_rows)
-                Store.insert(conn, schema.tree_nodes, node_rows)
-                Store.insert(
+                Store.insert_rows(conn, schema.entries, ENTRY_COLUMNS, entry_rows)
+                Store.insert_rows(conn, schema.tree_nodes, NODE_COLUMNS, node_rows)
+                Store.insert_rows(
                     conn,
                     schema.blocks,
-                    [
-                        {
-                            "height": height,
-                            "tree_size": new_size,
-                            "header": canonical_bytes(header.to_json()).decode(),
-                            "checkpoint": checkpoint,
-                        }
-                    ],
+                    BLOCK_COLUMNS,
+                    [(height, new_size, canonical_bytes(header.to_json()).decode(), checkpoint)],
                 )
         except Exception as exc:
             self._reset()
@@ -253,4 +287,3 @@ class Sequencer:
         self._head = header
         for i, p in enumerate(accepted):
             p.result = Receipt(size + i, p.hash, height, new_size, checkpoint)
-

@@ -135,7 +135,9 @@ def test_bad_appends_are_refused_and_change_nothing(server: Server) -> None:
     assert_problem(_post(server, json.dumps(bad_sig, separators=(",", ":"), sort_keys=True).encode()), 422)
     # unknown key
     stranger = nacl.signing.SigningKey.generate()
-    assert_problem(_post(server, sign_envelope(stranger, "identity.register", identity_body(k, "department", "x"))), 403)
+    assert_problem(
+        _post(server, sign_envelope(stranger, "identity.register", identity_body(k, "department", "x"))), 403
+    )
     # wrong type
     assert_problem(_post(server, sign_envelope(adm, "identity.explode", {})), 422)
     # a department may not register keys
@@ -147,7 +149,9 @@ def test_bad_appends_are_refused_and_change_nothing(server: Server) -> None:
     assert_problem(_post(server, b"[" + b"1," * 40000 + b"1]"), 413)
     # time far from the ledger's
     old = format_ts(now() - timedelta(hours=1))
-    assert_problem(_post(server, sign_envelope(adm, "identity.register", identity_body(k, "department", "y"), ts=old)), 422)
+    assert_problem(
+        _post(server, sign_envelope(adm, "identity.register", identity_body(k, "department", "y"), ts=old)), 422
+    )
     # nothing above changed the ledger
     _, size_after, root_after = checkpoint(server)
     assert (size_after, root_after) == (size, root)

@@ -104,7 +104,11 @@ class Ledger:
     # -- identities ----------------------------------------------------------------------------
 
     def register(self, name: str, role: str, *, subject: str | None = None) -> Actor:
-        x = nacl.public.PrivateKey(hashlib.sha256(b"x25519 " + name.encode()).digest()) if role == "department" else None
+        x = (
+            nacl.public.PrivateKey(hashlib.sha256(b"x25519 " + name.encode()).digest())
+            if role == "department"
+            else None
+        )
         actor = Actor(name, role, seeded_key(name), x, subject)
         self.append(self.actors["admin"], "identity.register", actor.identity_body())
         self.actors[name] = actor

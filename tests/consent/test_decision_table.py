@@ -134,14 +134,22 @@ def _rotated_citizen(w: World) -> None:
 
 def _commitment(w: World) -> None:
     purposes = [DIBAO]
-    c = sign_commitment(w.mzj.signing, statement="仅用于低保资格核查，不作他用，用后即删。", scope=SCOPE, purposes=purposes)
+    c = sign_commitment(
+        w.mzj.signing, statement="仅用于低保资格核查，不作他用，用后即删。", scope=SCOPE, purposes=purposes
+    )
     w.ledger.approve(w.gaj, w.mzj, SCOPE, purposes, legal_basis="告知承诺", commitment=c)
 
 
 CASES = [
     Case("a citizen key asks", _citizen_requester, "deny", "requester_key_invalid", requester="alice"),
     Case("the requester's key was revoked", _revoked_requester, "deny", "requester_key_invalid"),
-    Case("the requester asks with its rotated-away key", _rotated_away, "deny", "requester_key_invalid", requester="mzj-old"),
+    Case(
+        "the requester asks with its rotated-away key",
+        _rotated_away,
+        "deny",
+        "requester_key_invalid",
+        requester="mzj-old",
+    ),
     Case("no agreement at all", _none, "deny", "no_agreement"),
     Case("only another department has an agreement", _other_requester_only, "deny", "no_agreement"),
     Case("the only agreement was revoked", _agreement_revoked, "deny", "agreement_revoked"),
