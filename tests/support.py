@@ -264,8 +264,8 @@ def _check(store: Store) -> LedgerSummary:
 
 
 def external_verifier() -> Callable[..., Any] | None:
-    """``audit``'s whole-database verifier, if that package provides one."""
-    for module_name in ("audit", "audit.verify", "audit.verifier"):
+    """The audit package's whole-database verifier (``verify_database(store, ...)``), if it provides one."""
+    for module_name in ("audit", "audit.sources", "audit.verify", "audit.verifier"):
         try:
             module = importlib.import_module(module_name)
         except ImportError:
@@ -274,3 +274,22 @@ def external_verifier() -> Callable[..., Any] | None:
         if callable(fn):
             return fn  # type: ignore[no-any-return]
     return None
+
+
+def audit_verify(url: str, expected_size: int | None = None) -> bool:
+    """Run the audit verifier on ``url`` if there is one; assert its verdict is good. False if there is none."""
+    verify = external_verifier()
+    if verify is None:
+        return False
+    store = Store(url)
+    try:
+        try:
+            result = verify(store, progress=False, workers=1)
+        except TypeError:
+            result = verify(store)
+    finally:
+        store.close()
+    assert bool(result), f"audit verifier: {getattr(result, 'message', result)}"
+    if expected_size is not None and hasattr(result, "entries"):
+        assert result.entries == expected_size, f"audit verifier checked {result.entries} entries, not {expected_size}"
+    return True
