@@ -1,0 +1,1 @@
+"""`make bench`: throughput and latency figures for the ledger (see bench/run.py)."""
