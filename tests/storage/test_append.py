@@ -11,7 +11,7 @@ from api.node import Node
 from ledger.errors import LedgerError, NotFoundError, RangeError
 from ledger.log import LogReader
 from ledger.note import verify_checkpoint
-from ledger.sequencer import Receipt
+from ledger.sequencer import Receipt, Sequencer
 from ledger.tree import leaf_hash, verify_consistency, verify_inclusion
 from tests.support import check_ledger, counts, record_entry, register
 
@@ -150,3 +150,57 @@ def test_reader_before_init(ledger_url: str, shulian_home: Path) -> None:
         assert n.reader.size() == 0
     finally:
         n.close()
+
+
+def test_batches_larger_than_max_batch_are_split(node: Node, ledger_url: str) -> None:
+    dept = register(node, "dept", "department")
+    start = counts(node.store)
+    seq = Sequencer(node.store, node.local_key("log").signing, node.reader.origin, max_batch=7)
+    results = seq.append_many([record_entry(dept, i) for i in range(30)])
+    assert all(isinstance(r, Receipt) for r in results)
+    receipts = [r for r in results if isinstance(r, Receipt)]
+    assert [r.seq for r in receipts] == list(range(start.entries, start.entries + 30))
+    assert [len([r for r in receipts if r.height == h]) for h in sorted({r.height for r in receipts})] == [
+        7,
+        7,
+        7,
+        7,
+        2,
+    ]
+    check_ledger(ledger_url)
+
+
+def test_many_threads_hand_the_lead_over(node: Node, ledger_url: str) -> None:
+    """Small batches force many leader hand-overs between threads; every append is answered once."""
+    dept = register(node, "dept", "department")
+    seq = Sequencer(node.store, node.local_key("log").signing, node.reader.origin, max_batch=3)
+    receipts: list[Receipt] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(t: int) -> None:
+        try:
+            for i in range(25):
+                if i % 5 == 4:
+                    out = seq.append_many([record_entry(dept, i, tag=f"m{t}"), record_entry(dept, i, tag=f"n{t}")])
+                    got = [r for r in out if isinstance(r, Receipt)]
+                    assert len(got) == 2, out
+                else:
+                    got = [seq.append(record_entry(dept, i, tag=f"t{t}"))]
+                with lock:
+                    receipts.extend(got)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not any(th.is_alive() for th in threads), "a thread never got its answer"
+    assert not errors, errors
+    assert len(receipts) == 8 * 30
+    seqs = sorted(r.seq for r in receipts)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    summary = check_ledger(ledger_url)
+    assert all(summary.leaf_hashes[r.seq] == r.leaf_hash for r in receipts)
