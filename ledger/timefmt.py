@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from ledger.errors import EnvelopeError
 
-_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", re.ASCII)  # \d: ASCII digits only
 
 
 def now() -> datetime:

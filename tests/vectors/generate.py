@@ -981,6 +981,7 @@ def envelope_vectors() -> dict[str, Any]:
     add("ts without microseconds", signed({**unsigned, "ts": "2024-05-01T08:00:00Z"}), "error")
     add("ts with an offset", signed({**unsigned, "ts": "2024-05-01T08:00:00.000000+00:00"}), "error")
     add("ts not a date", signed({**unsigned, "ts": "2024-13-01T08:00:00.000000Z"}), "error")
+    add("ts with Arabic-Indic digits", signed({**unsigned, "ts": "٢٠٢٤-05-01T08:00:00.000000Z"}), "error")
     add("actor in uppercase hex", signed({**unsigned, "actor": key_id(pub).upper()}), "error")
     add("actor too short", signed({**unsigned, "actor": key_id(pub)[:30]}), "error")
     add("body not an object", signed({**unsigned, "body": []}), "error")
