@@ -169,7 +169,7 @@ def parse_agreement(body: Mapping[str, Any]) -> Agreement:
     what = "agreement.approve"
     v.fields_exactly(body, what, APPROVE_FIELDS)
     legal_basis = body["legal_basis"]
-    if legal_basis not in LEGAL_BASES:
+    if not isinstance(legal_basis, str) or legal_basis not in LEGAL_BASES:
         raise InvalidBody(f"{what} legal_basis is not one of {' | '.join(LEGAL_BASES)}")
     consent_required = v.boolean(body["consent_required"], f"{what} consent_required")
     if legal_basis == CONSENT_BASIS and not consent_required:

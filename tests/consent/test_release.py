@@ -68,7 +68,7 @@ def test_sealed_garbage_is_refused(world: World) -> None:
 
 
 def test_verify_release_against_another_commitment_fails(world: World) -> None:
-    payload, sealed, key = _sealed(world)
+    _payload, sealed, key = _sealed(world)
     opened = open_release(sealed, key)
     other = commit_record(world.hukou, ALICE_VALUES).root
     with pytest.raises(CommitmentMismatch):

@@ -356,7 +356,7 @@ def _release(w: World, decision: int, **kw: Any) -> int:
 
 
 def test_release_rules() -> None:
-    w, a, g = _consent_world()
+    w, a, _g = _consent_world()
     allow = w.ledger.append(w.service, "access.decision", _allow_body(w))
     deny = w.ledger.append(
         w.service, "access.decision", _allow_body(w, outcome="deny", reasons=["x"], basis=[], modes={})
