@@ -23,7 +23,8 @@ def id_check_digit(first17: str) -> str:
 
 
 def valid_id_number(number: str) -> bool:
-    return len(number) == 18 and number[:17].isdigit() and id_check_digit(number[:17]) == number[17].upper()
+    digits = number[:17]
+    return len(number) == 18 and digits.isascii() and digits.isdigit() and id_check_digit(digits) == number[17].upper()
 
 
 def subject_secret(path: Path | None = None) -> bytes:

@@ -157,7 +157,7 @@ def parse_checkpoint_text(text: str) -> Checkpoint:
     if len(lines) != 4 or lines[3] != "":
         raise NoteError("checkpoint must have exactly origin, size and root lines")
     origin, size_s, root_s = lines[:3]
-    if not origin or not size_s.isdigit() or (size_s != "0" and size_s.startswith("0")):
+    if not origin or not (size_s.isascii() and size_s.isdigit()) or (size_s != "0" and size_s.startswith("0")):
         raise NoteError("checkpoint origin or size is malformed")
     try:
         root = base64.b64decode(root_s, validate=True)

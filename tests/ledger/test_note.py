@@ -137,6 +137,15 @@ def test_origin_must_be_the_key_name() -> None:
         verify_checkpoint(note, signer_vkey(ORIGIN, LOG))  # ... but not this log's checkpoint
 
 
+@pytest.mark.parametrize("size", ["٨", "⁸", "８", "+8", "-8", "8 ", "0x8", "08", ""])
+def test_checkpoint_size_must_be_ascii_decimal(size: str) -> None:
+    text = f"{ORIGIN}\n{size}\n{base64.b64encode(ROOT).decode()}\n"
+    with pytest.raises(NoteError):
+        parse_checkpoint_text(text)
+    with pytest.raises(NoteError):
+        verify_checkpoint(sign_note(text, ORIGIN, LOG), signer_vkey(ORIGIN, LOG))
+
+
 def test_extension_lines_are_refused() -> None:
     note = sign_note(Checkpoint(ORIGIN, 10, ROOT).text() + "ext\n", ORIGIN, LOG)
     verify_note(note, signer_vkey(ORIGIN, LOG))

@@ -868,6 +868,8 @@ def note_vectors() -> dict[str, Any]:
         ("a size with a leading zero", f"{ORIGIN}\n08\n{b64(root8)}\n"),
         ("a negative size", f"{ORIGIN}\n-8\n{b64(root8)}\n"),
         ("a size that is not a number", f"{ORIGIN}\neight\n{b64(root8)}\n"),
+        ("a size in Arabic-Indic digits", f"{ORIGIN}\n٨\n{b64(root8)}\n"),
+        ("a size in superscript digits", f"{ORIGIN}\n⁸\n{b64(root8)}\n"),
         ("a root of 31 bytes", f"{ORIGIN}\n8\n{b64(root8[:31])}\n"),
         ("a root that is not base64", f"{ORIGIN}\n8\n{b64(root8)[:-2]}!!\n"),
         ("no root line", f"{ORIGIN}\n8\n"),
