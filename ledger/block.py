@@ -83,6 +83,8 @@ def _b64(value: object, size: int, what: str) -> bytes:
         raise BlockError(f"{what} is not base64") from exc
     if len(raw) != size:
         raise BlockError(f"{what} is {len(raw)} bytes, not {size}")
+    if base64.b64encode(raw).decode() != value:  # e.g. stray padding bits: another text, same bytes
+        raise BlockError(f"{what} is not in canonical base64")
     return raw
 
 

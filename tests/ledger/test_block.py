@@ -94,6 +94,15 @@ def test_digest_covers_the_signature() -> None:
     assert other_sig.digest() != h.digest()
 
 
+def _stray_bits(b64: str) -> str:
+    """The same bytes in non-canonical base64: set the unused low bits of the last character."""
+    assert b64.endswith("=")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    body = b64.rstrip("=")
+    last = alphabet.index(body[-1]) | (0b1111 if b64.endswith("==") else 0b11)
+    return body[:-1] + alphabet[last] + b64[len(body) :]
+
+
 def _bad_headers() -> list[Any]:
     j = header().to_json()
     cases = {
@@ -111,6 +120,8 @@ def _bad_headers() -> list[Any]:
         "prev 33 bytes": {**j, "prev": base64.b64encode(bytes(33)).decode()},
         "sig 63 bytes": {**j, "sig": base64.b64encode(bytes(63)).decode()},
         "sig number": {**j, "sig": 1},
+        "root with padding bits set": {**j, "root": _stray_bits(j["root"])},
+        "sig with padding bits set": {**j, "sig": _stray_bits(j["sig"])},
         "time without fraction": {**j, "time": "2024-06-01T12:00:00Z"},
         "time number": {**j, "time": 0},
     }
