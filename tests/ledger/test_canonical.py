@@ -32,7 +32,7 @@ values = st.recursive(
     max_leaves=30,
 )
 
-SETTINGS = settings(max_examples=500, deadline=None)
+SETTINGS = settings(max_examples=300, deadline=None)
 
 
 @SETTINGS
@@ -101,7 +101,7 @@ def test_nesting_limit() -> None:
         parse_canonical(b"[" * 5000 + b"]" * 5000)
 
 
-@SETTINGS
+@settings(max_examples=150, deadline=None)
 @given(values)
 def test_non_canonical_spellings_are_refused(value: Any) -> None:
     """Pretty-printed or ASCII-escaped spellings of a value parse only if they happen to be canonical."""
