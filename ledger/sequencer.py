@@ -4,6 +4,10 @@ Callers on many threads call ``append``; one of them at a time becomes the leade
 append waiting, and commits them in one transaction under the database's single-writer lock,
 together with the completed tree nodes and a new block whose header and checkpoint the log key
 signs. Nobody is answered before that transaction commits.
+
+An item may be a group of entries that commit all together or not at all (``append_group``), and
+may carry an ``attach`` callback that writes off-ledger rows in the same transaction; a ``transact``
+builder makes its entries inside the writer, against state no other writer can change meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from ledger.block import GENESIS_PREV, MAX_CLOCK_SKEW_SECONDS, BlockHeader, sign
 from ledger.canonical import canonical_bytes
 from ledger.envelope import VERSION, Envelope, parse_envelope, verify_ed25519
 from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError
+from ledger.machine import Attach, BuildContext, Builder, StateMachine
 from ledger.note import Checkpoint, sign_note, signer_vkey
 from ledger.store import StorageError, Store
 from ledger.timefmt import format_ts, now, parse_ts
@@ -46,23 +51,46 @@ class Receipt:
 
 
 class _Pending:
-    """One append in flight. ``wake`` is held until the append is done or its thread must lead."""
+    """One item in flight: entries committed together or not at all, or a builder that makes them.
 
-    __slots__ = ("done", "env", "hash", "result", "sig_ok", "wake")
+    ``wake`` is held until the item is done or its thread must lead.
+    """
 
-    def __init__(self, env: Envelope, sig_ok: bool) -> None:
-        self.env = env
-        self.hash = leaf_hash(env.leaf)
+    __slots__ = ("attach", "build", "done", "envs", "hashes", "result", "sig_ok", "wake")
+
+    def __init__(
+        self,
+        envs: list[Envelope],
+        sig_ok: list[bool],
+        *,
+        build: Builder | None = None,
+        attach: Attach | None = None,
+    ) -> None:
+        self.envs = envs
+        self.hashes = [leaf_hash(env.leaf) for env in envs]
         self.sig_ok = sig_ok
-        self.result: Receipt | LedgerError | None = None
+        self.build = build
+        self.attach = attach
+        self.result: list[Receipt] | LedgerError | None = None
         self.done = False
         self.wake = threading.Lock()
         self.wake.acquire()
 
 
+class _Poisoned(Exception):
+    """A group failed after part of it changed the cached state: roll the batch back, retry without it."""
+
+    def __init__(self, item: _Pending, error: LedgerError) -> None:
+        super().__init__(str(error))
+        self.item = item
+        self.error = error
+
+
 def _outcome(p: _Pending) -> Receipt | LedgerError:
-    assert isinstance(p.result, (Receipt, LedgerError))
-    return p.result
+    if isinstance(p.result, LedgerError):
+        return p.result
+    assert isinstance(p.result, list)
+    return p.result[0]
 
 
 def _signed_bytes(env: Envelope) -> bytes:
@@ -94,6 +122,7 @@ class Sequencer:
         *,
         max_batch: int = 4000,
         clock: Callable[[], datetime] = now,
+        machines: Callable[[], list[StateMachine]] | None = None,
     ) -> None:
         self.store = store
         self.log_key = log_key
@@ -101,6 +130,7 @@ class Sequencer:
         self.vkey = signer_vkey(origin, log_key)
         self.max_batch = max_batch
         self._clock = clock
+        self._make_machines = machines
         self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
         self._leader = False  # some thread is committing; the queue waits for it to hand over
@@ -108,15 +138,36 @@ class Sequencer:
 
     def _reset(self) -> None:
         self._registry = KeyRegistry()
+        self._machines: list[StateMachine] = self._make_machines() if self._make_machines else []
         self._scanned = 0  # entries below this seq are reflected in _registry
         self._size = -1
         self._frontier = CompactRange()
         self._head: BlockHeader | None = None
 
     # -- public ---------------------------------------------------------------------------------
-    def append(self, leaf: bytes) -> Receipt:
-        """Append one signed envelope; return once committed and sealed, or raise ``LedgerError``."""
-        return self._submit([self._prepare(leaf)])[0]
+    def append(self, leaf: bytes, *, attach: Attach | None = None) -> Receipt:
+        """Append one signed envelope; return once committed and sealed, or raise ``LedgerError``.
+
+        ``attach(conn, [seq])`` runs inside the committing transaction (off-ledger rows that must
+        commit with the entry or not at all).
+        """
+        item = self._prepare(leaf)
+        item.attach = attach
+        return self._submit(item)[0]
+
+    def append_group(self, leaves: list[bytes], *, attach: Attach | None = None) -> list[Receipt]:
+        """Append ``leaves`` as consecutive entries of one commit, all or none."""
+        envs = [self._prepare(leaf) for leaf in leaves]
+        item = _Pending([p.envs[0] for p in envs], [p.sig_ok[0] for p in envs], attach=attach)
+        return self._submit(item)
+
+    def transact(self, build: Builder, *, attach: Attach | None = None) -> list[Receipt]:
+        """Run ``build`` inside the writer transaction and append what it returns, all or none.
+
+        The builder sees the state as of its own position in the commit, so decisions it makes
+        cannot race with other writers (a use of a consent is counted exactly once).
+        """
+        return self._submit(_Pending([], [], build=build, attach=attach))
 
     def append_many(self, leaves: list[bytes]) -> list[Receipt | LedgerError]:
         """Append several envelopes, committed together where they fit; one result each, in order."""
@@ -140,18 +191,14 @@ class Sequencer:
         if pub is not None:  # key ids are hashes of keys: a cached key is the right key
             # In the caller's thread, outside the writer: PyNaCl releases the GIL while it verifies.
             verify_ed25519(pub, _signed_bytes(env), env.sig)
-        return _Pending(env, pub is not None)
+        return _Pending([env], [pub is not None])
 
-    @staticmethod
-    def _result(p: _Pending) -> Receipt:
-        if isinstance(p.result, LedgerError):
-            raise p.result
-        assert isinstance(p.result, Receipt)
-        return p.result
-
-    def _submit(self, items: list[_Pending]) -> list[Receipt]:
-        self._wait(items)
-        return [self._result(p) for p in items]
+    def _submit(self, item: _Pending) -> list[Receipt]:
+        self._wait([item])
+        if isinstance(item.result, LedgerError):
+            raise item.result
+        assert isinstance(item.result, list)
+        return item.result
 
     def _wait(self, items: list[_Pending]) -> None:
         """Queue ``items`` and return when all are done, leading commits whenever it is our turn.
@@ -179,7 +226,16 @@ class Sequencer:
             batch = self._queue[: self.max_batch]
             del self._queue[: self.max_batch]
         try:
-            self._commit(batch)
+            todo = batch
+            while todo:
+                try:
+                    self._commit(todo)
+                    todo = []
+                except _Poisoned as bad:
+                    bad.item.result = bad.error
+                    todo = [p for p in todo if p is not bad.item]
+                    for p in todo:
+                        p.result = None
         finally:
             for p in batch:
                 p.done = True
@@ -199,9 +255,16 @@ class Sequencer:
                 raise LogKeyMismatch("this log key is not the one the ledger was initialised with")
         nodes = Store.nodes(conn, root_nodes(size))
         self._frontier = CompactRange(size, [nodes[n] for n in root_nodes(size)])
-        for seq, leaf in Store.entries_of_types(conn, IDENTITY_TYPES, self._scanned):
-            env = parse_envelope(leaf)
-            self._registry.apply(seq, env)
+        if self._machines:
+            for seq, leaf in Store.entries_between(conn, self._scanned, size):
+                env = parse_envelope(leaf)
+                signer = None if seq == 0 else self._registry.signer(env)
+                self._registry.apply(seq, env)
+                for m in self._machines:
+                    m.apply(seq, env, signer, self._registry)
+        else:
+            for seq, leaf in Store.entries_of_types(conn, IDENTITY_TYPES, self._scanned):
+                self._registry.apply(seq, parse_envelope(leaf))
         self._scanned = size
         self._size = size
         self._head = head
@@ -221,39 +284,62 @@ class Sequencer:
                 skew = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
                 earliest, latest = format_ts(when - skew), format_ts(when + skew)
                 height = head.height + 1 if head else 0
-                known = Store.seqs_of_hashes(conn, [p.hash for p in batch])
+                known = Store.seqs_of_hashes(conn, [h for p in batch for h in p.hashes])
                 accepted: list[_Pending] = []
                 seen: set[bytes] = set()
                 seq = size
                 for p in batch:
+                    touched = False  # whether this item already changed the cached state
                     try:
-                        if p.hash in known or p.hash in seen:
-                            where = known.get(p.hash)
-                            raise DuplicateEntryError(
-                                "entry is already on the ledger" + (f" at seq {where}" if where is not None else "")
-                            )
-                        if not earliest <= p.env.ts <= latest:  # entry_time_fits, on the fixed-width strings
-                            raise EnvelopeError(
-                                f"entry time {p.env.ts} is more than 5 minutes from the ledger time {block_time}"
-                            )
-                        self._registry.check(seq, p.env, signature_checked=p.sig_ok)
-                        self._registry.apply(seq, p.env)
+                        if p.build is not None:
+                            context = BuildContext(conn, seq, self._registry, self._machines, when)
+                            built = [self._prepare(leaf) for leaf in p.build(context)]
+                            p.envs = [b.envs[0] for b in built]
+                            p.hashes = [b.hashes[0] for b in built]
+                            p.sig_ok = [b.sig_ok[0] for b in built]
+                            known.update(Store.seqs_of_hashes(conn, p.hashes))
+                        at = seq
+                        for env, h, sig_ok in zip(p.envs, p.hashes, p.sig_ok, strict=True):
+                            if h in known or h in seen:
+                                where = known.get(h)
+                                raise DuplicateEntryError(
+                                    "entry is already on the ledger" + (f" at seq {where}" if where is not None else "")
+                                )
+                            if not earliest <= env.ts <= latest:  # entry_time_fits, on the fixed-width strings
+                                raise EnvelopeError(
+                                    f"entry time {env.ts} is more than 5 minutes from the ledger time {block_time}"
+                                )
+                            signer = self._registry.check(at, env, signature_checked=sig_ok)
+                            for m in self._machines:
+                                m.check(at, env, signer, self._registry)
+                            touched = True
+                            self._registry.apply(at, env)
+                            for m in self._machines:
+                                m.apply(at, env, signer, self._registry)
+                            seen.add(h)
+                            at += 1
                     except LedgerError as exc:
+                        if touched:
+                            raise _Poisoned(p, exc) from exc
                         p.result = exc
                         continue
-                    seen.add(p.hash)
+                    if not p.envs:
+                        p.result = []
+                        continue
                     accepted.append(p)
-                    seq += 1
+                    seq = at
                 if not accepted:
                     return
                 node_rows: list[tuple[int, int, bytes]] = []
                 entry_rows: list[tuple[int, bytes, bytes, str, str, str, int]] = []
                 frontier = self._frontier
-                for i, p in enumerate(accepted):
-                    node_rows.extend((level, idx, h) for (level, idx), h in frontier.append(p.hash))
-                    env = p.env
-                    entry_rows.append((size + i, env.leaf, p.hash, env.type, env.actor, env.ts, height))
-                new_size = size + len(accepted)
+                i = size
+                for p in accepted:
+                    for env, h in zip(p.envs, p.hashes, strict=True):
+                        node_rows.extend((level, idx, nh) for (level, idx), nh in frontier.append(h))
+                        entry_rows.append((i, env.leaf, h, env.type, env.actor, env.ts, height))
+                        i += 1
+                new_size = i
                 root = self._frontier.root()
                 header = sign_header(
                     self.log_key,
@@ -273,11 +359,23 @@ class Sequencer:
                     BLOCK_COLUMNS,
                     [(height, new_size, canonical_bytes(header.to_json()).decode(), checkpoint)],
                 )
+                i = size
+                for p in accepted:
+                    seqs = list(range(i, i + len(p.envs)))
+                    i += len(p.envs)
+                    if p.attach is not None:
+                        try:
+                            p.attach(conn, seqs)
+                        except LedgerError as exc:
+                            raise _Poisoned(p, exc) from exc
+        except _Poisoned:
+            self._reset()
+            raise
         except Exception as exc:
             self._reset()
             err = exc if isinstance(exc, LedgerError) else StorageError(f"append failed: {exc}")
             for p in batch:
-                if p.result is None or isinstance(p.result, Receipt):
+                if not isinstance(p.result, LedgerError):
                     p.result = err
             if not isinstance(exc, (LedgerError, OSError)) and not isinstance(exc, SQLAlchemyError):
                 raise
@@ -285,5 +383,7 @@ class Sequencer:
         self._size = new_size
         self._scanned = new_size
         self._head = header
-        for i, p in enumerate(accepted):
-            p.result = Receipt(size + i, p.hash, height, new_size, checkpoint)
+        i = size
+        for p in accepted:
+            p.result = [Receipt(i + k, h, height, new_size, checkpoint) for k, h in enumerate(p.hashes)]
+            i += len(p.hashes)

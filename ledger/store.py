@@ -199,6 +199,21 @@ class Store:
         return [(r[0], bytes(r[1])) for r in rows]
 
     @staticmethod
+    def entries_between(conn: Connection, start: int, end: int, chunk: int = 5000) -> Iterator[tuple[int, bytes]]:
+        """Entries with start <= seq < end, in order, read in chunks."""
+        e = schema.entries
+        pos = start
+        while pos < end:
+            rows = conn.execute(
+                select(e.c.seq, e.c.leaf).where(e.c.seq >= pos, e.c.seq < end).order_by(e.c.seq).limit(chunk)
+            ).all()
+            if not rows:
+                return
+            for seq, leaf in rows:
+                yield seq, bytes(leaf)
+            pos = rows[-1][0] + 1
+
+    @staticmethod
     def entry(conn: Connection, seq: int) -> bytes | None:
         e = schema.entries
         row = conn.execute(select(e.c.leaf).where(e.c.seq == seq)).first()

@@ -1,0 +1,39 @@
+"""State machines the sequencer keeps beside the key registry, checked and applied entry by entry.
+
+A machine derives state from the ledger (the consent domain is one). ``check`` refuses an entry that
+may not be appended now and changes nothing; ``apply`` records an accepted entry. The offline verifier
+replays the same machines, so a rule enforced at append time is also re-checked by ``verify``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy.engine import Connection
+
+from keys.registry import KeyRecord, KeyRegistry
+from ledger.envelope import Envelope
+
+
+class StateMachine(Protocol):
+    def check(self, seq: int, env: Envelope, signer: KeyRecord | None, registry: KeyRegistry) -> None: ...
+
+    def apply(self, seq: int, env: Envelope, signer: KeyRecord | None, registry: KeyRegistry) -> None: ...
+
+
+@dataclass
+class BuildContext:
+    """What a builder sees inside the writer transaction: the next seq, current state, the block time."""
+
+    conn: Connection
+    next_seq: int
+    registry: KeyRegistry
+    machines: Sequence[StateMachine]
+    time: datetime
+
+
+Builder = Callable[[BuildContext], list[bytes]]
+Attach = Callable[[Connection, list[int]], None]
