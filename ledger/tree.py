@@ -19,6 +19,7 @@ HASH_SIZE = 32
 
 Node = tuple[int, int]  # (level, index)
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+_sha256 = hashlib.sha256
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -42,9 +43,12 @@ def range_nodes(start: int, end: int) -> list[Node]:
     Valid for the ranges RFC 9162's recursion produces: ``start`` a multiple of a power of two at
     least as large as ``end - start``.
     """
+    size = end - start
+    if size & (size - 1) == 0 and size:  # one complete subtree (the common case in proofs)
+        level = size.bit_length() - 1
+        return [(level, start >> level)]
     nodes: list[Node] = []
     pos = start
-    size = end - start
     for level in range(size.bit_length() - 1, -1, -1):
         if size >> level & 1:
             nodes.append((level, pos >> level))
@@ -54,6 +58,8 @@ def range_nodes(start: int, end: int) -> list[Node]:
 
 def fold_range(hashes: Sequence[bytes]) -> bytes:
     """MTH of a range from its ``range_nodes`` hashes (right-to-left fold)."""
+    if len(hashes) == 1:
+        return hashes[0]
     if not hashes:
         return EMPTY_ROOT
     acc = hashes[-1]
@@ -104,11 +110,33 @@ def _ranges_consistency(first: int, second: int) -> list[tuple[int, int]]:
     return out
 
 
+def _parts_inclusion(index: int, size: int) -> list[list[Node]]:
+    """``range_nodes`` of each range of ``_ranges_inclusion(index, size)``, straight from the bits.
+
+    Below level ``inner`` (where ``index`` and ``size - 1`` part), every sibling is a complete subtree,
+    except that the top one may be the tree's ragged right edge (several nodes, folded). Above it the
+    path follows the right edge: a 1 bit means a complete left sibling, a 0 bit no sibling at all.
+    """
+    inner = (index ^ (size - 1)).bit_length()
+    parts = [[(level, (index >> level) ^ 1)] for level in range(inner - 1)]
+    if inner:
+        level = inner - 1
+        start = ((index >> level) ^ 1) << level
+        parts.append([(level, start >> level)] if start + (1 << level) <= size else range_nodes(start, size))
+    rest, level = index >> inner, inner
+    while rest:
+        if rest & 1:
+            parts.append([(level, rest ^ 1)])
+        rest >>= 1
+        level += 1
+    return parts
+
+
 class ProofPlan:
     """Which stored nodes a proof needs and how to fold them into the proof's hashes."""
 
-    def __init__(self, ranges: list[tuple[int, int]]) -> None:
-        self.parts = [range_nodes(a, b) for a, b in ranges]
+    def __init__(self, ranges: list[tuple[int, int]], *, parts: list[list[Node]] | None = None) -> None:
+        self.parts = parts if parts is not None else [range_nodes(a, b) for a, b in ranges]
 
     @property
     def nodes(self) -> list[Node]:
@@ -116,14 +144,14 @@ class ProofPlan:
 
     def assemble(self, stored: Mapping[Node, bytes]) -> list[bytes]:
         """The proof's hashes from the nodes read (``stored`` must hold every node of the plan)."""
-        return [fold_range([stored[n] for n in part]) for part in self.parts]
+        return [stored[part[0]] if len(part) == 1 else fold_range([stored[n] for n in part]) for part in self.parts]
 
 
 def plan_inclusion(index: int, size: int) -> ProofPlan:
     """Plan the inclusion proof of leaf ``index`` in the tree of ``size`` leaves."""
     if not 0 <= index < size:
         raise RangeError(f"leaf index {index} outside a tree of size {size}")
-    return ProofPlan(_ranges_inclusion(index, size))
+    return ProofPlan([], parts=_parts_inclusion(index, size))
 
 
 def plan_consistency(first: int, second: int) -> ProofPlan:
@@ -164,12 +192,13 @@ class CompactRange:
         done: list[tuple[Node, bytes]] = [((0, index), leaf_hash_)]
         h = leaf_hash_
         level = 0
+        hashes = self.hashes
         while index & 1:
-            h = node_hash(self.hashes.pop(), h)
+            h = _sha256(NODE_PREFIX + hashes.pop() + h).digest()  # node_hash, inlined: the hot loop
             index >>= 1
             level += 1
             done.append(((level, index), h))
-        self.hashes.append(h)
+        hashes.append(h)
         self.size += 1
         return done
 

@@ -1,0 +1,182 @@
+"""`make bench`: print one JSON object of figures (progress on stderr); also bench/out/latest.json.
+
+Figures: Ed25519 verification (the reference), canonical JSON, signed appends per second on SQLite
+and PostgreSQL through the real sequencer, the offline verifier over a 10^6-entry ledger (rate and
+peak memory), proof latency at 10^3 and 10^6 entries, and the tree against merkletools and pymerkle.
+Each target in ``targets`` says its figure, its bound and whether it is met.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench import append, build, micro, peers, proofs, verify
+
+OUT = build.OUT
+PG_ADMIN_URL = os.environ.get("SHULIAN_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+LEDGER_SIZES = (1_000, 1_000_000)
+APPEND_ENTRIES = int(os.environ.get("SHULIAN_BENCH_APPENDS", "40000"))
+# (processes, threads per process) tried for each engine; the best is the figure, all are reported.
+APPEND_CONFIGS = [(1, 128), (2, 64)]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def scratch() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="append-", dir=OUT))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """A fresh database for the run, dropped afterwards; None if PostgreSQL cannot be reached."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except Exception as exc:
+        log(f"PostgreSQL unavailable ({exc}); skipping it")
+        yield None
+        return
+    name = f"shulian_bench_{os.getpid()}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@contextmanager
+def sqlite_database(home: Path) -> Iterator[str | None]:
+    yield f"sqlite:///{home / 'ledger.db'}"
+
+
+def append_engine(database: Callable[[Path], Any], label: str) -> dict[str, Any]:
+    """Timed appends on a fresh ledger for each (processes, threads) configuration."""
+    runs = []
+    for processes, threads in APPEND_CONFIGS:
+        with scratch() as home, database(home) as db:
+            if db is None:
+                return {"per_s": None, "reason": f"{label} not reachable"}
+            world, pool = append.prepared_ledger(db, home)
+            leaves = append.sign_timed_batch(world, pool, APPEND_ENTRIES)
+            pool.close()
+            log(f"{label}: {len(leaves)} pre-signed appends, {processes} process(es) × {threads} threads")
+            result = append.timed_appends(db, home, leaves, processes=processes, threads=threads)
+            log(f"{label}: {result.per_s:.0f} appends/s (mean batch {result.entries / max(result.blocks, 1):.0f})")
+            runs.append(result.to_json())
+    best = max(runs, key=lambda r: r["per_s"] if not r["errors"] else 0)
+    return {"per_s": best["per_s"], "best": best, "runs": runs}
+
+
+def appends() -> dict[str, Any]:
+    return {
+        "sqlite": append_engine(sqlite_database, "sqlite"),
+        "postgresql": append_engine(lambda _home: postgres_database(), "postgresql"),
+    }
+
+
+def target(figure: float | None, bound: float, *, at_most: bool = False, what: str) -> dict[str, Any]:
+    met = figure is not None and (figure <= bound if at_most else figure >= bound)
+    return {"figure": figure, ("at_most" if at_most else "at_least"): round(bound, 3), "met": met, "what": what}
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    OUT.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("SHULIAN_PASSPHRASE", "shulian-bench")
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "code_version": build.code_version(),
+    }
+    log("Ed25519 verification, one core")
+    ed = micro.ed25519_verify_per_s()
+    report["ed25519_verify_per_s"] = ed
+    log(f"  {ed:.0f}/s")
+    log("canonical JSON: rfc8785 vs ledger.canonical.canonical_bytes")
+    report["canonical"] = micro.canonical_figures()
+
+    log("timed appends")
+    detail = appends()
+    report["append_per_s"] = {k: v["per_s"] for k, v in detail.items()}
+    report["append_detail"] = detail
+
+    ledgers = {}
+    for size in LEDGER_SIZES:
+        log(f"ledger of {size} entries")
+        ledgers[size] = build.build(size)
+    big = ledgers[LEDGER_SIZES[-1]]
+    report["ledgers"] = {
+        str(s): {"entries": lg.entries, "blocks": lg.blocks, "build_s": round(lg.build_seconds, 1), "cached": lg.cached}
+        for s, lg in ledgers.items()
+    }
+
+    log(f"offline verifier over {big.entries} entries (child process)")
+    vf = verify.verify_figures(big.db, big.entries)
+    report["verify_per_s"] = vf["per_s"]
+    report["verify_rss_mb"] = vf["rss_mb"]
+    report["verify_detail"] = vf
+    log(f"  {vf}")
+
+    log("proofs through LogReader")
+    proof_detail = {str(s): proofs.proof_latency(lg.db) for s, lg in ledgers.items()}
+    report["inclusion_proof_ms"] = {k: v["inclusion_p50_ms"] for k, v in proof_detail.items()}
+    report["consistency_proof_ms"] = {k: v["consistency_p50_ms"] for k, v in proof_detail.items()}
+    report["proof_detail"] = proof_detail
+
+    log("tree peers at 10^5 leaves")
+    report["peers"] = peers.peers(100_000)
+
+    small, large = (str(s) for s in LEDGER_SIZES)
+    incl = report["inclusion_proof_ms"]
+    pe = report["peers"]
+    sq, pg = report["append_per_s"]["sqlite"], report["append_per_s"]["postgresql"]
+
+    def faster(field: str) -> bool:
+        ours = pe["shulian"][field]
+        return all(pe[p][field] is None or ours < pe[p][field] for p in ("merkletools", "pymerkle"))
+
+    report["targets"] = {
+        "append_sqlite": target(sq and round(sq / ed, 3), 0.5, what="append_per_s.sqlite / ed25519_verify_per_s"),
+        "append_postgresql": target(
+            pg and round(pg / ed, 3), 0.3, what="append_per_s.postgresql / ed25519_verify_per_s"
+        ),
+        "verify_rate": target(
+            vf["per_s"] and round(vf["per_s"] / ed, 3), 1.2, what="verify_per_s / ed25519_verify_per_s"
+        ),
+        "verify_rss": target(vf["rss_mb"], 200, at_most=True, what="verify_rss_mb"),
+        "inclusion_1e6_ms": target(incl[large], 2.0, at_most=True, what=f"inclusion_proof_ms[{large}]"),
+        "inclusion_growth": target(
+            round(incl[large] / incl[small], 3), 3.0, at_most=True, what=f"inclusion_proof_ms {large} / {small}"
+        ),
+        "peers_build": {"met": faster("build_s"), "what": "shulian build_s below merkletools and pymerkle"},
+        "peers_proof": {"met": faster("proof_ms"), "what": "shulian proof_ms below merkletools and pymerkle"},
+    }
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(report, ensure_ascii=False, indent=1)
+    (OUT / "latest.json").write_text(text + "\n")
+    print(text)
+    log(f"done in {report['seconds']} s; written to {(OUT / 'latest.json').relative_to(build.ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
