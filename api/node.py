@@ -9,6 +9,7 @@ from typing import Any
 from api import tables  # noqa: F401 - registers the service tables with the schema
 from api.directory import KeyDirectory
 from api.vault import Vault
+from consent.state import ConsentState
 from keys.keystore import StoredKey, home, load_key, save_keystore
 from ledger import schema
 from ledger.envelope import sign_envelope
@@ -60,7 +61,9 @@ class Node:
     @property
     def sequencer(self) -> Sequencer:
         if self._sequencer is None:
-            self._sequencer = Sequencer(self.store, self.local_key("log").signing, self.reader.origin)
+            self._sequencer = Sequencer(
+                self.store, self.local_key("log").signing, self.reader.origin, machines=lambda: [ConsentState()]
+            )
         return self._sequencer
 
     def append(self, leaf: bytes) -> Receipt:

@@ -76,11 +76,17 @@ class KeyRegistry:
         rec = self.keys.get(kid)
         return rec.ed25519 if rec else None
 
-    def signer(self, env: Envelope) -> KeyRecord:
-        """The key that signed ``env``, if it was valid at ``env.ts`` (signature not checked here)."""
+    def signer(self, env: Envelope, seq: int | None = None) -> KeyRecord:
+        """The key that signed ``env``, if it was valid at ``env.ts`` (signature not checked here).
+
+        With ``seq``, a key also stops at the entry that rotated or revoked it, whatever ``ts`` an
+        entry after that claims: a revoked key cannot slip in a back-dated entry.
+        """
         rec = self.keys.get(env.actor)
         if rec is None:
             raise KeyError_(f"key {env.actor} is not registered")
+        if seq is not None and rec.ended_seq is not None and seq > rec.ended_seq:
+            raise KeyError_(f"key {env.actor} was {rec.ended_how} at seq {rec.ended_seq}")
         at = env.time
         if at < rec.valid_from:
             raise KeyError_(f"key {env.actor} is not yet valid at {env.ts}")
@@ -98,7 +104,7 @@ class KeyRegistry:
             if not signature_checked:
                 env.verify_signature(_b64key(env.body, "ed25519"))
             return None
-        rec = self.signer(env)
+        rec = self.signer(env, seq)
         if not signature_checked:
             env.verify_signature(rec.ed25519)
         allowed = SIGNER_ROLES.get(env.type)

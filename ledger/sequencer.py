@@ -258,7 +258,7 @@ class Sequencer:
         if self._machines:
             for seq, leaf in Store.entries_between(conn, self._scanned, size):
                 env = parse_envelope(leaf)
-                signer = None if seq == 0 else self._registry.signer(env)
+                signer = None if seq == 0 else self._registry.signer(env, seq)
                 self._registry.apply(seq, env)
                 for m in self._machines:
                     m.apply(seq, env, signer, self._registry)

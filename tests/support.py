@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import itertools
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ import nacl.signing
 from sqlalchemy import text
 
 from api.node import Node, identity_body
+from keys.keyid import key_id
 from keys.keystore import StoredKey
 from ledger.block import GENESIS_PREV, parse_header
 from ledger.canonical import canonical_bytes
@@ -77,10 +79,26 @@ def record_body(i: int, tag: str = "") -> dict[str, Any]:
     }
 
 
+def dataset_body(owner: str, i: int, tag: str = "") -> dict[str, Any]:
+    """A fresh ``dataset.register`` body: valid for any department, never registered before."""
+    name = hashlib.sha256(f"{tag} {i} {secrets.token_hex(8)}".encode()).hexdigest()[:16]
+    return {
+        "dataset": f"test.ds_{name}",
+        "owner": owner,
+        "title": f"test dataset {tag} {i}",
+        "fields": [{"name": "name", "sensitivity": "high"}, {"name": "status", "sensitivity": "low"}],
+        "level": "一般",
+        "personal": True,
+        "update_frequency": "每日",
+    }
+
+
 def record_entry(key: StoredKey | nacl.signing.SigningKey, i: int, *, tag: str = "", ts: str | None = None) -> bytes:
-    """A ``record.commit`` leaf signed by a department key."""
+    """A department-signed leaf that the consent rules accept from a fresh department key
+    (a ``dataset.register`` of a new dataset; ``record.commit`` would need a registered dataset)."""
     signing = key.signing if isinstance(key, StoredKey) else key
-    return sign_envelope(signing, "record.commit", record_body(i, tag), ts=ts)
+    owner = key_id(bytes(signing.verify_key))
+    return sign_envelope(signing, "dataset.register", dataset_body(owner, i, tag), ts=ts)
 
 
 def append_all(node: Node, leaves: list[bytes]) -> list[Receipt]:

@@ -203,7 +203,8 @@ def test_a_key_is_not_valid_before_its_registration() -> None:
 
 def test_rotation_ends_the_old_key_at_the_rotation_time() -> None:
     c = world()
-    signed_before = record_env(DEPT, t(50), 1)  # signed with the old key before the rotation
+    c.add(record_env(DEPT, t(50), 1))  # appended with the old key before the rotation: stays valid
+    late = record_env(DEPT, t(60), 2)  # signed before the rotation, arriving after it
     c.add(rotate_env(DEPT, DEPT, DEPT_NEW, t(100)))  # the department rotates its own key
     old = c.reg.keys[DEPT.key_id]
     assert (old.ended_how, old.valid_until, old.replaced_by) == (
@@ -213,8 +214,9 @@ def test_rotation_ends_the_old_key_at_the_rotation_time() -> None:
     )
     new = c.reg.keys[DEPT_NEW.key_id]
     assert (new.role, new.valid_from) == ("department", T0 + timedelta(seconds=100))
-    c.accepts(signed_before)  # old signatures before the rotation stay valid
-    c.accepts(record_env(DEPT, t(99.999999)))
+    # after the rotation's seq nothing more is taken from the old key, whatever time it claims
+    c.refuse(late, KeyError_, "rotated at seq")
+    c.refuse(record_env(DEPT, t(99.999999)), KeyError_, "rotated at seq")
     c.refuse(record_env(DEPT, t(100)), KeyError_, "rotated")
     c.refuse(record_env(DEPT, t(1000)), KeyError_, "rotated")
     c.accepts(record_env(DEPT_NEW, t(100)))
@@ -242,11 +244,12 @@ def test_rotation_rules() -> None:
 
 def test_revoked_key_is_refused_after_revocation_but_not_before() -> None:
     c = world()
-    signed_before = record_env(DEPT, t(50))
+    c.add(record_env(DEPT, t(50)))  # appended before the revocation: stays valid
+    signed_before = record_env(DEPT, t(60), 2)
     c.add(revoke_env(ADMIN, DEPT, t(100)))
     rec = c.reg.keys[DEPT.key_id]
     assert (rec.ended_how, rec.valid_until) == ("revoked", T0 + timedelta(seconds=100))
-    c.accepts(signed_before)
+    c.refuse(signed_before, KeyError_, "revoked at seq")  # no back-dated entry after the revocation
     c.refuse(record_env(DEPT, t(100)), KeyError_, "revoked")
     c.refuse(record_env(DEPT, t(5000)), KeyError_, "revoked")
     c.refuse(revoke_env(ADMIN, DEPT, t(200)), KeyError_, "already revoked")
