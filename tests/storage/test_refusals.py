@@ -155,7 +155,12 @@ def test_malformed_leaves_are_refused(node: Node, dept: StoredKey, ledger_url: s
     refused(node, leaf + b" ", CanonicalError, ledger_url)
     refused(node, json.dumps(json.loads(leaf), indent=1).encode(), CanonicalError, ledger_url)
     value = json.loads(leaf) | {"v": 2}
-    refused(node, json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(), EnvelopeError, ledger_url)
+    refused(
+        node,
+        json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(),
+        EnvelopeError,
+        ledger_url,
+    )
 
 
 def test_a_mixed_batch_commits_the_good_ones_together(node: Node, dept: StoredKey, ledger_url: str) -> None:
