@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import nacl.public
@@ -22,19 +23,20 @@ import nacl.signing
 
 from keys.keyid import key_id
 from ledger.envelope import sign_envelope
-from ledger.timefmt import now_ts
+from ledger.timefmt import format_ts, now_ts
 
 FIELDS = [
-    ("name", "personal"),
-    ("id_last4", "sensitive"),
-    ("address", "personal"),
-    ("household", "personal"),
-    ("insurance_status", "general"),
-    ("income_band", "sensitive"),
+    ("name", "medium"),
+    ("id_last4", "high"),
+    ("address", "medium"),
+    ("household", "medium"),
+    ("insurance_status", "low"),
+    ("income_band", "high"),
 ]
 TITLES = ["户籍人口基本信息", "社会保险参保信息", "不动产登记信息", "企业登记信息", "医疗保障信息", "公积金缴存信息"]
 PURPOSES = ["社保资格核验", "公积金贷款审批", "入学资格审核", "低保资格认定", "不动产交易核验"]
 LEVELS = ["一般", "重要", "核心"]
+GRANTS_END = datetime(2031, 1, 1, tzinfo=UTC)
 
 
 def _seed(*parts: object) -> bytes:
@@ -72,7 +74,7 @@ class World:
 
     @staticmethod
     def dataset(dept: int, j: int) -> str:
-        return f"ds-{dept:03d}-{j}"
+        return f"dept{dept:03d}.set_{j}"
 
 
 def _pub(key: nacl.signing.SigningKey) -> str:
@@ -155,18 +157,19 @@ class _Signer:
                 "record": f"rec-{i:09d}",
                 "subject": w.subject(c),
                 "commitment": base64.b64encode(hashlib.sha256(b"record" + i.to_bytes(8, "big")).digest()).decode(),
+                "version": 1,
+                "replaces": None,
             }
             return sign_envelope(self.departments[d], "record.commit", body, ts=ts)
-        n = 2 + (h >> 24) % 3
+        n = 2 + (h >> 24) % 2  # every dataset has at least three fields
         body = {
             "subject": w.subject(c),
             "grantee": self.dept_ids[(d + 1) % w.departments],
             "scope": {w.dataset(d, j): [f for f, _ in FIELDS[:n]]},
             "purpose": PURPOSES[(h >> 32) % len(PURPOSES)],
             "valid_from": ts,
-            "valid_until": "2031-12-31T23:59:59.000000Z",
+            "valid_until": format_ts(GRANTS_END + timedelta(seconds=i)),  # distinct grants, distinct leaves
             "max_uses": 1 + (h >> 40) % 20,
-            "nonce": f"{i:09d}",
         }
         return sign_envelope(self.citizen(c), "consent.grant", body, ts=ts)
 
