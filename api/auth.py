@@ -33,6 +33,7 @@ class Caller:
     """The verified signer of a request."""
 
     key: KeyRecord
+    principal: str  # the first key id of the caller's rotation chain: who it is across rotations
     request_hash: str
     body: bytes
 
@@ -43,6 +44,10 @@ class Caller:
     @property
     def role(self) -> str:
         return self.key.role
+
+    @property
+    def subject(self) -> str | None:
+        return self.key.subject
 
 
 def target_uri(request: Request) -> str:
@@ -57,23 +62,23 @@ def target_uri(request: Request) -> str:
 async def authenticate(request: Request, node: NodeDep) -> Caller:
     """Verify the request's signature, the signer's key validity now, and that its nonce is new."""
     body = await request.body()
-    directory = node.directory
+    view = node.view
     verified = verify_request(
         method=request.method,
         url=target_uri(request),
         headers=request.headers,
         body=body,
-        resolve_key=directory.public_key,
+        resolve_key=view.public_key,
         now=int(time.time()),
     )
-    record = directory.get(verified.key_id)
+    record = view.key(verified.key_id)
     if record is None:  # pragma: no cover - resolve_key already found it
         raise SignatureRejected(Reason.UNKNOWN_KEY, f"unknown key {verified.key_id}")
     at = utcnow()
     if at < record.valid_from or (record.valid_until is not None and at >= record.valid_until):
         raise Forbidden(f"key {record.key_id} is {record.ended_how or 'not yet valid'}; sign with a current key")
     remember_nonce(node, verified.nonce, verified.key_id, verified.created)
-    return Caller(record, verified.request_hash, body)
+    return Caller(record, view.principal(record.key_id), verified.request_hash, body)
 
 
 def remember_nonce(node: NodeDep, nonce: str, key_id: str, created: int) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from api import tables  # noqa: F401 - registers the service tables with the schema
-from api.directory import KeyDirectory
 from api.vault import Vault
+from api.view import LedgerView
 from consent.state import ConsentState
 from keys.keystore import StoredKey, home, load_key, save_keystore
 from ledger import schema
@@ -40,7 +40,7 @@ class Node:
         self.store = Store(db)
         self.home = home_dir or home()
         self.reader = LogReader(self.store)
-        self.directory = KeyDirectory(self.store)
+        self.view = LedgerView(self.store)
         self.vault = Vault(self.key_path("vault-master"))
         self._sequencer: Sequencer | None = None
 

@@ -60,7 +60,7 @@ class Vault:
         version: int,
         commit_seq: int,
         values: dict[str, Any],
-        salts: dict[str, str],
+        salts: dict[str, list[str]],
     ) -> None:
         """Store a record version inside the caller's transaction (the one appending its record.commit)."""
         key = self._dek(conn, dataset, create=True)
@@ -73,7 +73,7 @@ class Vault:
 
     def get(
         self, conn: Connection, *, dataset: str, record: str, version: int
-    ) -> tuple[dict[str, Any], dict[str, str]]:
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
         """The values and salts of one record version."""
         t = tables.vault_records
         row = conn.execute(

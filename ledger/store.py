@@ -214,6 +214,16 @@ class Store:
             pos = rows[-1][0] + 1
 
     @staticmethod
+    def entries_by_seq(conn: Connection, seqs: Iterable[int]) -> dict[int, bytes]:
+        e = schema.entries
+        wanted = sorted(set(seqs))
+        out: dict[int, bytes] = {}
+        for i in range(0, len(wanted), 500):
+            rows = conn.execute(select(e.c.seq, e.c.leaf).where(e.c.seq.in_(wanted[i : i + 500]))).all()
+            out.update({r[0]: bytes(r[1]) for r in rows})
+        return out
+
+    @staticmethod
     def entry(conn: Connection, seq: int) -> bytes | None:
         e = schema.entries
         row = conn.execute(select(e.c.leaf).where(e.c.seq == seq)).first()

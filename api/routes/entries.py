@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from api.auth import Caller, CallerDep, require
 from api.deps import NodeDep
 from api.problems import PROBLEM_SCHEMA
-from ledger.envelope import MAX_ENTRY_BYTES
-from ledger.errors import LedgerError
+from api.routes.common import SIGNED_HEADERS
+from api.schemas import EntryOut, Page
+from api.services import proven_entries
+from ledger.envelope import MAX_ENTRY_BYTES, Envelope, parse_envelope
+from ledger.errors import LedgerError, NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["entries"])
 ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 403, 409, 413, 422, 503), PROBLEM_SCHEMA)
@@ -66,4 +70,52 @@ async def append(request: Request, node: NodeDep) -> AppendOut:
         tree_size=receipt.tree_size,
         checkpoint=receipt.checkpoint,
         inclusion=[base64.b64encode(h).decode() for h in proof.hashes],
+    )
+
+
+def _is_party(node: NodeDep, caller: Caller, seq: int, env: Envelope) -> bool:
+    """Whether the caller signed the entry, is its subject, or is a department it names."""
+    if caller.role in ("auditor", "admin"):
+        return True
+    with node.view.read() as (registry, state):
+        if state.principal_of(registry, env.actor) == caller.principal:
+            return True
+        body = env.body
+        if caller.subject is not None:
+            release = state.releases.get(seq)
+            return body.get("subject") == caller.subject or (release is not None and release.subject == caller.subject)
+        named = [body.get(k) for k in ("owner", "requester", "grantee")]
+        if any(isinstance(k, str) and state.principal_of(registry, k) == caller.principal for k in named):
+            return True
+        if env.type != "record.commit":
+            return False
+        # a record version released to this department: it needs the commitment to check the release
+        decisions = (state.decisions.get(d) for d in state.decisions_of_requester(caller.principal))
+        return any(d is not None and d.entry.record_seq == seq and d.released_seq is not None for d in decisions)
+
+
+@router.get(
+    "/entries/{seq}", responses=ERRORS, summary="One entry with its inclusion proof", description=SIGNED_HEADERS
+)
+def get_entry(node: NodeDep, caller: CallerDep, seq: Annotated[int, Path(ge=0, le=2**62)]) -> EntryOut:
+    """Auditors read any entry; others the entries they are party to (anything else is 404)."""
+    found = proven_entries(node, [seq])
+    if not found or not _is_party(node, caller, seq, parse_envelope(base64.b64decode(found[0].leaf))):
+        raise NotFoundError(f"no entry {seq} visible to this key")
+    return found[0]
+
+
+@router.get("/entries", responses=ERRORS, summary="Entries in seq order (auditors)", description=SIGNED_HEADERS)
+def list_entries(
+    node: NodeDep,
+    caller: CallerDep,
+    after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Page:
+    require(caller, "auditor", "admin")
+    size = node.reader.size()
+    start = 0 if after is None else after + 1
+    chosen = list(range(start, min(size, start + limit)))
+    return Page(
+        entries=proven_entries(node, chosen), next_after=chosen[-1] if start + limit < size and chosen else None
     )

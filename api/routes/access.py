@@ -1,0 +1,98 @@
+"""Using data (社会链上使用): a department asks, the service decides, releases what is authorised."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from api.auth import CallerDep, require
+from api.deps import NodeDep
+from api.problems import problem
+from api.routes.common import ERRORS, SIGNED_HEADERS
+from api.schemas import AppendOut
+from api.services import append_out, b64, request_access
+from consent.errors import InvalidBody
+from consent.release import delivered_hash
+
+router = APIRouter(prefix="/v1/access", tags=["access"])
+
+
+class AccessRequest(BaseModel):
+    dataset: str = Field(max_length=80, examples=["mzj.dibao"])
+    record: str = Field(max_length=120, examples=["mzj-000123"])
+    fields: list[str] = Field(max_length=64, examples=[["name", "monthly_allowance"]])
+    purpose: str = Field(max_length=200, examples=["住房保障资格审核"])
+
+
+class DecisionOut(BaseModel):
+    seq: int
+    outcome: str = Field(examples=["allow"])
+    reasons: list[str]
+    basis: list[int] = Field(description="seqs of the agreement and, where required, the consent")
+    modes: dict[str, str] = Field(description="field → full | masked")
+    appended: AppendOut
+
+
+class ReleaseOut(BaseModel):
+    seq: int
+    sealed: str = Field(description="base64 NaCl sealed box to the requester's X25519 key")
+    delivered: str = Field(description="base64 SHA-256 of the sealed bytes, as logged in usage.release")
+    appended: AppendOut
+
+
+class AccessOut(BaseModel):
+    decision: DecisionOut
+    release: ReleaseOut
+
+
+@router.post(
+    "/requests",
+    status_code=201,
+    responses=ERRORS,
+    summary="Request fields of a record (department)",
+    description=SIGNED_HEADERS
+    + " An allow answers 201 with the decision and the sealed release, both on the ledger with their proofs;"
+    " a deny answers 403 with the logged decision's seq and reasons.",
+)
+def request(node: NodeDep, caller: CallerDep) -> Any:
+    require(caller, "department")
+    try:
+        doc = AccessRequest.model_validate(json.loads(caller.body))
+    except ValueError as exc:
+        raise InvalidBody(f"body is not an access request: {str(exc).splitlines()[0]}") from exc
+    result = request_access(
+        node, caller, dataset=doc.dataset, record=doc.record, fields=doc.fields, purpose=doc.purpose
+    )
+    d = result.decision
+    decision_receipt = result.receipts[0]
+    if not d.allowed:
+        return problem(
+            403,
+            f"request denied: {', '.join(d.reasons)}",
+            title="Access denied",
+            decision=decision_receipt.seq,
+            reasons=list(d.reasons),
+        )
+    release_receipt = result.receipts[1]
+    assert result.sealed is not None
+    out = AccessOut(
+        decision=DecisionOut(
+            seq=decision_receipt.seq,
+            outcome=d.outcome,
+            reasons=list(d.reasons),
+            basis=list(d.basis),
+            modes=dict(d.modes),
+            appended=append_out(node, decision_receipt),
+        ),
+        release=ReleaseOut(
+            seq=release_receipt.seq,
+            sealed=b64(result.sealed),
+            delivered=delivered_hash(result.sealed),
+            appended=append_out(node, release_receipt),
+        ),
+    )
+    return JSONResponse(out.model_dump(), status_code=201)

@@ -1,0 +1,195 @@
+"""What the routes do, without HTTP: submit signed entries, commit records, decide and release.
+
+Functions take the node and values and return values or raise ``LedgerError``; routes turn those
+into responses. A decision and its release are made inside the writer and commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from api.auth import Caller, Forbidden
+from api.node import Node
+from api.schemas import AppendOut, EntryOut, Proof
+from consent.commitment import commit_record, decode_salts, disclose, encode_salts
+from consent.decision import Decision, decide, decision_body
+from consent.errors import InvalidBody, StateConflict
+from consent.record import parse_record_commit
+from consent.release import build_release, seal, usage_release_body
+from consent.state import ConsentState
+from ledger.canonical import canonical_bytes
+from ledger.envelope import Envelope, parse_envelope, sign_envelope
+from ledger.errors import EnvelopeError, LedgerError, NotFoundError
+from ledger.machine import BuildContext
+from ledger.sequencer import Receipt
+from ledger.store import Store
+from ledger.timefmt import format_ts
+from ledger.tree import leaf_hash
+
+
+class WrongType(LedgerError):
+    status = 422
+    title = "Wrong entry type for this route"
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def append_out(node: Node, receipt: Receipt) -> AppendOut:
+    proof = node.reader.inclusion(receipt.leaf_hash, receipt.tree_size)
+    return AppendOut(
+        seq=receipt.seq,
+        leaf_hash=b64(receipt.leaf_hash),
+        tree_size=receipt.tree_size,
+        checkpoint=receipt.checkpoint,
+        inclusion=[b64(h) for h in proof.hashes],
+    )
+
+
+def signed_by_caller(node: Node, caller: Caller, leaf: bytes, types: Iterable[str]) -> Envelope:
+    """Parse ``leaf`` and require one of ``types``, signed by the caller (any key of its chain)."""
+    env = parse_envelope(leaf)
+    allowed = set(types)
+    if env.type not in allowed:
+        raise WrongType(f"this route takes {' or '.join(sorted(allowed))}, not {env.type}")
+    if env.actor != caller.key_id and node.view.principal(env.actor) != caller.principal:
+        raise Forbidden("the entry must be signed by the key that signs the request")
+    return env
+
+
+def submit(node: Node, caller: Caller, leaf: bytes, types: Iterable[str]) -> AppendOut:
+    """Append a caller-signed entry of one of ``types``; the consent rules check it at commit."""
+    signed_by_caller(node, caller, leaf, types)
+    return append_out(node, node.sequencer.append(leaf))
+
+
+def commit_record_version(node: Node, caller: Caller, entry: dict[str, Any], values: Any, salts: Any) -> AppendOut:
+    """Append a department's ``record.commit`` and store the values in the vault, in one transaction.
+
+    The values and salts must open the commitment in the entry, so what the vault holds is exactly
+    what the ledger commits to.
+    """
+    try:
+        leaf = canonical_bytes(entry)
+    except LedgerError as exc:
+        raise EnvelopeError(f"entry: {exc}") from exc
+    env = signed_by_caller(node, caller, leaf, ["record.commit"])
+    rc = parse_record_commit(env.body)
+    if not isinstance(values, dict) or not isinstance(salts, dict):
+        raise InvalidBody("values and salts must be objects")
+    with node.view.read() as (_, state):
+        dataset = state.require_dataset(rc.dataset).dataset
+    decoded = decode_salts(salts)
+    made = commit_record(dataset, values, decoded)
+    if made.root != rc.commitment:
+        raise InvalidBody("values and salts do not open the commitment in the entry")
+    kept = encode_salts(decoded)
+
+    def store(conn: Connection, seqs: list[int]) -> None:
+        node.vault.put(
+            conn,
+            dataset=rc.dataset,
+            record=rc.record,
+            version=rc.version,
+            commit_seq=seqs[0],
+            values=values,
+            salts=kept,
+        )
+
+    return append_out(node, node.sequencer.append(leaf, attach=store))
+
+
+@dataclass
+class AccessResult:
+    decision: Decision
+    receipts: list[Receipt]
+    sealed: bytes | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def request_access(
+    node: Node, caller: Caller, *, dataset: str, record: str, fields: list[str], purpose: str
+) -> AccessResult:
+    """Decide a department's request inside the writer; log the decision, and for an allow the release."""
+    service = node.local_key("service").signing
+    made: dict[str, Any] = {}
+
+    def build(ctx: BuildContext) -> list[bytes]:
+        state = ctx.machines[0]
+        assert isinstance(state, ConsentState)
+        if state.decision_of_request(caller.request_hash) is not None:
+            raise StateConflict("this signed request was already decided")
+        decision = decide(
+            state, ctx.registry, requester=caller.key_id, dataset=dataset, record=record, fields=fields,
+            purpose=purpose, at=ctx.time,
+        )  # fmt: skip
+        made["decision"] = decision
+        ts = format_ts(ctx.time)
+        body = decision_body(
+            decision, request=caller.request_hash, requester=caller.key_id, dataset=dataset, record=record,
+            fields=fields, purpose=purpose,
+        )  # fmt: skip
+        leaves = [sign_envelope(service, "access.decision", body, ts=ts)]
+        if not decision.allowed:
+            return leaves
+        commit = state.commit(decision.record_seq)
+        if commit is None:  # pragma: no cover - decide() found the record
+            raise NotFoundError(f"record {dataset}/{record} has no commit")
+        values, salts = node.vault.get(ctx.conn, dataset=dataset, record=record, version=commit.version)
+        ds = state.require_dataset(dataset).dataset
+        items = disclose(ds, values, decode_salts(salts), decision.modes)
+        payload = build_release(
+            ctx.next_seq, decision.record_seq, dataset, record, decision.subject, commit.commitment, items
+        )
+        key = ctx.registry.keys[caller.key_id]
+        if key.x25519 is None:
+            raise Forbidden("the requesting key has no X25519 key to seal a release to")
+        sealed = seal(payload, key.x25519)
+        made["sealed"] = sealed
+        release = usage_release_body(
+            decision=ctx.next_seq, requester=caller.key_id, record_seq=decision.record_seq, sealed=sealed
+        )
+        leaves.append(sign_envelope(service, "usage.release", release, ts=ts))
+        return leaves
+
+    receipts = node.sequencer.transact(build)
+    return AccessResult(made["decision"], receipts, made.get("sealed"))
+
+
+def proven_entries(node: Node, seqs: Iterable[int]) -> list[EntryOut]:
+    """Entries by seq with inclusion proofs against the latest checkpoint (one read of each)."""
+    wanted = list(seqs)
+    if not wanted:
+        return []
+    size, checkpoint = node.reader.checkpoint()
+    with node.store.reader() as conn:
+        leaves = Store.entries_by_seq(conn, wanted)
+    out: list[EntryOut] = []
+    for seq in wanted:
+        leaf = leaves.get(seq)
+        if leaf is None or seq >= size:
+            continue
+        env = parse_envelope(leaf)
+        h = leaf_hash(leaf)
+        proof = node.reader.inclusion(h, size)
+        out.append(
+            EntryOut(
+                seq=seq,
+                type=env.type,
+                ts=env.ts,
+                actor=env.actor,
+                body=json.loads(canonical_bytes(env.body)),
+                leaf=b64(leaf),
+                leaf_hash=b64(h),
+                proof=Proof(tree_size=size, hashes=[b64(x) for x in proof.hashes]),
+                checkpoint=checkpoint,
+            )
+        )
+    return out

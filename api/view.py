@@ -1,0 +1,63 @@
+"""The ledger's derived state as the API reads it: key registry and consent state, kept current.
+
+Any replica may append; before each read the view applies the entries appended since it last looked
+(one indexed query when there are none). Reads hold the view's lock so they see one consistent state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import func, select
+
+from consent.state import ConsentState
+from keys.registry import KeyRecord, KeyRegistry
+from ledger import schema
+from ledger.envelope import parse_envelope
+from ledger.store import Store
+
+
+class LedgerView:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.registry = KeyRegistry()
+        self.state = ConsentState()
+        self._scanned = 0
+        self._lock = threading.RLock()
+
+    def _refresh(self) -> None:
+        with self.store.reader() as conn:
+            size = int(conn.execute(select(func.coalesce(func.max(schema.entries.c.seq) + 1, 0))).scalar_one())
+            if size <= self._scanned:
+                return
+            for seq, leaf in Store.entries_between(conn, self._scanned, size):
+                env = parse_envelope(leaf)
+                signer = None if seq == 0 else self.registry.signer(env, seq)
+                self.registry.apply(seq, env)
+                self.state.apply(seq, env, signer, self.registry)
+                self._scanned = seq + 1
+
+    @contextmanager
+    def read(self) -> Iterator[tuple[KeyRegistry, ConsentState]]:
+        """The current registry and consent state, refreshed, under the view's lock."""
+        with self._lock:
+            self._refresh()
+            yield self.registry, self.state
+
+    def key(self, key_id: str) -> KeyRecord | None:
+        with self._lock:
+            rec = self.registry.keys.get(key_id)
+            if rec is None:
+                self._refresh()
+                rec = self.registry.keys.get(key_id)
+            return rec
+
+    def public_key(self, key_id: str) -> bytes | None:
+        rec = self.key(key_id)
+        return rec.ed25519 if rec else None
+
+    def principal(self, key_id: str) -> str:
+        with self._lock:
+            return self.state.principal_of(self.registry, key_id)
