@@ -61,11 +61,13 @@ class ShulianClient:
         log_key: str | None = None,
         state_path: Path | None = None,
         timeout: float = 30.0,
+        http: httpx.Client | None = None,
     ) -> None:
+        """``http`` may be any httpx client, e.g. Starlette's TestClient to drive an app in-process."""
         self.base_url = base_url.rstrip("/")
         self.key = key
         self.state_path = state_path
-        self.http = httpx.Client(timeout=timeout)
+        self.http = http or httpx.Client(timeout=timeout)
         self._pinned = VerifierKey.parse(log_key) if log_key else None
         self.last: Checkpoint | None = None
         if state_path is not None and state_path.exists():
