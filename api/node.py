@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from api import tables  # noqa: F401 - registers the service tables with the schema
+from api.index import write_index
 from api.vault import Vault
 from api.view import LedgerView
 from consent.state import ConsentState
@@ -62,7 +63,11 @@ class Node:
     def sequencer(self) -> Sequencer:
         if self._sequencer is None:
             self._sequencer = Sequencer(
-                self.store, self.local_key("log").signing, self.reader.origin, machines=lambda: [ConsentState()]
+                self.store,
+                self.local_key("log").signing,
+                self.reader.origin,
+                machines=lambda: [ConsentState()],
+                index=write_index,
             )
         return self._sequencer
 

@@ -37,3 +37,5 @@ class BuildContext:
 
 Builder = Callable[[BuildContext], list[bytes]]
 Attach = Callable[[Connection, list[int]], None]
+# Writes derived index rows for the entries a commit applied, in the same transaction.
+Indexer = Callable[[Connection, list[tuple[int, Envelope]], Sequence[StateMachine]], None]

@@ -28,7 +28,7 @@ from ledger.block import GENESIS_PREV, MAX_CLOCK_SKEW_SECONDS, BlockHeader, sign
 from ledger.canonical import canonical_bytes
 from ledger.envelope import VERSION, Envelope, parse_envelope, verify_ed25519
 from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError
-from ledger.machine import Attach, BuildContext, Builder, StateMachine
+from ledger.machine import Attach, BuildContext, Builder, Indexer, StateMachine
 from ledger.note import Checkpoint, sign_note, signer_vkey
 from ledger.store import StorageError, Store
 from ledger.timefmt import format_ts, now, parse_ts
@@ -123,6 +123,7 @@ class Sequencer:
         max_batch: int = 4000,
         clock: Callable[[], datetime] = now,
         machines: Callable[[], list[StateMachine]] | None = None,
+        index: Indexer | None = None,
     ) -> None:
         self.store = store
         self.log_key = log_key
@@ -131,6 +132,7 @@ class Sequencer:
         self.max_batch = max_batch
         self._clock = clock
         self._make_machines = machines
+        self._index = index
         self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
         self._leader = False  # some thread is committing; the queue waits for it to hand over
@@ -368,6 +370,9 @@ class Sequencer:
                             p.attach(conn, seqs)
                         except LedgerError as exc:
                             raise _Poisoned(p, exc) from exc
+                if self._index is not None:
+                    applied = [(size + k, env) for k, env in enumerate(e for p in accepted for e in p.envs)]
+                    self._index(conn, applied, self._machines)
         except _Poisoned:
             self._reset()
             raise

@@ -1,0 +1,107 @@
+"""The consent index: one row per consent grant with its uses and revocation, kept in SQL.
+
+It is derived from the ledger and written in the transaction of the entries that change it, so SQL
+reports and dashboards can query consent state directly; ``shulian verify`` rebuilds it from the ledger
+and reports any row that differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Integer, String, Text, delete, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.schema import Table
+from sqlmodel import Field, SQLModel
+
+from consent.state import ConsentState, GrantState
+from ledger.canonical import canonical_bytes
+from ledger.envelope import Envelope
+from ledger.machine import StateMachine
+from ledger.timefmt import format_ts
+
+
+class ConsentIndexRow(SQLModel, table=True):
+    __tablename__ = "consent_index"
+    grant_seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    subject: str = Field(sa_column=Column(String(80), nullable=False, index=True))
+    grantee: str = Field(sa_column=Column(String(32), nullable=False, index=True))
+    scope: str = Field(sa_column=Column(Text, nullable=False))
+    purpose: str = Field(sa_column=Column(Text, nullable=False))
+    valid_from: str = Field(sa_column=Column(String(27), nullable=False))
+    valid_until: str = Field(sa_column=Column(String(27), nullable=False))
+    max_uses: int | None = Field(sa_column=Column(Integer, nullable=True))
+    uses: int = Field(sa_column=Column(Integer, nullable=False))
+    revoked_seq: int | None = Field(sa_column=Column(BigInteger, nullable=True))
+
+
+consent_index: Table = ConsentIndexRow.__table__  # type: ignore[attr-defined]
+COLUMNS = tuple(c.name for c in consent_index.columns)
+
+
+def grant_row(g: GrantState) -> dict[str, Any]:
+    """The index row of a grant, from the state derived from the ledger."""
+    return {
+        "grant_seq": g.seq,
+        "subject": g.grant.subject,
+        "grantee": g.grantee,
+        "scope": canonical_bytes({k: list(v) for k, v in g.grant.scope.items()}).decode(),
+        "purpose": g.grant.purpose,
+        "valid_from": format_ts(g.grant.valid_from),
+        "valid_until": format_ts(g.grant.valid_until),
+        "max_uses": g.grant.max_uses,
+        "uses": g.uses,
+        "revoked_seq": g.revoked_seq,
+    }
+
+
+def _touched(state: ConsentState, applied: list[tuple[int, Envelope]]) -> set[int]:
+    grants: set[int] = set()
+    for seq, env in applied:
+        if env.type == "consent.grant":
+            grants.add(seq)
+        elif env.type == "consent.revoke":
+            grants.add(int(env.body["grant"]))
+        elif env.type == "access.decision":
+            decided = state.decisions.get(seq)
+            if decided is not None:
+                grants.update(s for s in decided.entry.basis if s in state.grants)
+    return grants
+
+
+def write_index(conn: Connection, applied: list[tuple[int, Envelope]], machines: Sequence[StateMachine]) -> None:
+    """Sequencer indexer: rewrite the rows of the grants this commit created or changed."""
+    state = next((m for m in machines if isinstance(m, ConsentState)), None)
+    if state is None:
+        return
+    touched = _touched(state, applied)
+    if not touched:
+        return
+    conn.execute(delete(consent_index).where(consent_index.c.grant_seq.in_(sorted(touched))))
+    conn.execute(consent_index.insert(), [grant_row(state.grants[s]) for s in sorted(touched)])
+
+
+def expected_rows(state: ConsentState) -> list[dict[str, Any]]:
+    return [grant_row(state.grants[s]) for s in sorted(state.grants)]
+
+
+def stored_rows(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(consent_index).order_by(consent_index.c.grant_seq)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def compare(expected: list[dict[str, Any]], stored: list[dict[str, Any]]) -> str | None:
+    """None when equal, else one line naming the first grant whose row differs."""
+    want = {r["grant_seq"]: r for r in expected}
+    have = {r["grant_seq"]: r for r in stored}
+    for seq in sorted(set(want) | set(have)):
+        a, b = want.get(seq), have.get(seq)
+        if a is None:
+            return f"seq {seq}: consent index has a row for a grant the ledger does not hold"
+        if b is None:
+            return f"seq {seq}: consent index lacks the grant's row"
+        diff = [c for c in COLUMNS if a[c] != b[c]]
+        if diff:
+            return f"seq {seq}: consent index differs from the ledger in {', '.join(diff)}"
+    return None
