@@ -27,7 +27,7 @@ PG_ADMIN_URL = os.environ.get("SHULIAN_BENCH_PG", "postgresql://postgres@127.0.0
 LEDGER_SIZES = (1_000, 1_000_000)
 APPEND_ENTRIES = int(os.environ.get("SHULIAN_BENCH_APPENDS", "40000"))
 # (processes, threads per process) tried for each engine; the best is the figure, all are reported.
-APPEND_CONFIGS = [(1, 128), (2, 64)]
+APPEND_CONFIGS = [(1, 128), (1, 256), (2, 128)]
 
 
 def log(msg: str) -> None:

@@ -6,7 +6,6 @@ IMMEDIATE``, PostgreSQL ``pg_advisory_xact_lock``). Reads never take the writer 
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import os
@@ -93,13 +92,6 @@ class Store:
         self.read_engine = make_engine(read) if read else self.engine
 
     @property
-    def _lock_path(self) -> str | None:
-        if not self.is_sqlite:
-            return None
-        database = make_url(self.url).database
-        return f"{database}-writer.lock" if database and database != ":memory:" else None
-
-    @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
@@ -115,30 +107,12 @@ class Store:
     def writer(self) -> Iterator[Connection]:
         """A transaction holding the single-writer lock; commits on exit, rolls back on error."""
         try:
-            with self._queue_for_sqlite_writer(), self.write_engine.begin() as conn:
+            with self.write_engine.begin() as conn:
                 if not self.is_sqlite:
                     conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_ID})")
                 yield conn
         except OperationalError as exc:
             raise StorageError(f"database unavailable: {exc.orig}") from exc
-
-    @contextmanager
-    def _queue_for_sqlite_writer(self) -> Iterator[None]:
-        """Wait for SQLite's write lock in the kernel (``flock`` on a file beside the database).
-
-        ``BEGIN IMMEDIATE`` alone makes a second process poll with sleeps of 1 to 100 ms while another
-        commits; waiting on ``flock`` first wakes it the moment the lock is free. Writers that do not
-        take it (another tool) are still excluded by ``BEGIN IMMEDIATE`` and its busy timeout.
-        """
-        if self._lock_path is None:
-            yield
-            return
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
 
     @contextmanager
     def reader(self) -> Iterator[Connection]:
