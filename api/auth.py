@@ -71,7 +71,8 @@ async def authenticate(request: Request, node: NodeDep) -> Caller:
         resolve_key=view.public_key,
         now=int(time.time()),
     )
-    record = view.key(verified.key_id)
+    with view.read() as (registry, _):  # refreshed: a key revoked or rotated by now is seen as such
+        record = registry.keys.get(verified.key_id)
     if record is None:  # pragma: no cover - resolve_key already found it
         raise SignatureRejected(Reason.UNKNOWN_KEY, f"unknown key {verified.key_id}")
     at = utcnow()
