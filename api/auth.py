@@ -28,6 +28,15 @@ class Replayed(LedgerError):
     title = "Request replayed"
 
 
+class TooLarge(LedgerError):
+    status = 413
+    title = "Request body too large"
+
+
+# The largest request body read (a record version with every field at its longest fits well within it).
+MAX_REQUEST_BYTES = 1 << 20
+
+
 @dataclass(frozen=True)
 class Caller:
     """The verified signer of a request."""
@@ -59,9 +68,24 @@ def target_uri(request: Request) -> str:
     return base + raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
 
+async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes (never buffered whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {declared} bytes is more than {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body is more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def authenticate(request: Request, node: NodeDep) -> Caller:
     """Verify the request's signature, the signer's key validity now, and that its nonce is new."""
-    body = await request.body()
+    body = await read_body(request)
     view = node.view
     verified = verify_request(
         method=request.method,

@@ -9,21 +9,17 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.auth import Caller, CallerDep, require
+from api.auth import Caller, CallerDep, read_body, require
 from api.deps import NodeDep
 from api.problems import PROBLEM_SCHEMA
 from api.routes.common import SIGNED_HEADERS
 from api.schemas import EntryOut, Page
 from api.services import proven_entries
 from ledger.envelope import MAX_ENTRY_BYTES, Envelope, parse_envelope
-from ledger.errors import LedgerError, NotFoundError
+from ledger.errors import NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["entries"])
 ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 403, 409, 413, 422, 503), PROBLEM_SCHEMA)
-
-
-class TooLarge(LedgerError):
-    status = 413
 
 
 class AppendOut(BaseModel):
@@ -59,9 +55,7 @@ class AppendOut(BaseModel):
     },
 )
 async def append(request: Request, node: NodeDep) -> AppendOut:
-    body = await request.body()
-    if len(body) > MAX_ENTRY_BYTES:
-        raise TooLarge(f"entry is {len(body)} bytes, more than {MAX_ENTRY_BYTES}")
+    body = await read_body(request, MAX_ENTRY_BYTES)
     receipt = await run_in_threadpool(node.append, body)
     proof = await run_in_threadpool(node.reader.inclusion, receipt.leaf_hash, receipt.tree_size)
     return AppendOut(
