@@ -82,6 +82,7 @@ class World:
     auditor: ShulianClient
     depts: dict[str, Department] = field(default_factory=dict)
     citizens: dict[str, Citizen] = field(default_factory=dict)
+    datasets: dict[str, int] = field(default_factory=dict)  # dataset id -> seq of its registration
     records: dict[str, int] = field(default_factory=dict)  # record id -> seq of its commit
     values: dict[str, dict[str, Any]] = field(default_factory=dict)  # record id -> its values
     consent_agreement: int = -1
@@ -150,7 +151,9 @@ class World:
             "personal": True,
             "update_frequency": "每月",
         }
-        return int(self.depts[owner].client.register_dataset(body)["seq"])
+        seq = int(self.depts[owner].client.register_dataset(body)["seq"])
+        self.datasets[dataset] = seq
+        return seq
 
     def commit_dibao(self, record: str, citizen: str, *, household_size: int = 3, allowance: int = 860) -> int:
         c = self.citizens[citizen]
