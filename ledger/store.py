@@ -40,8 +40,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA synchronous=FULL")  # an acknowledged append survives power loss (NORMAL would not)
     cur.execute("PRAGMA busy_timeout=60000")
+    # Checkpoint the WAL every ~40 MB rather than every 4 MB: fewer copy-backs on the commit path;
+    # durability is unchanged (every commit is already synced in the WAL).
     cur.execute("PRAGMA wal_autocheckpoint=10000")
     cur.close()
 
