@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import queue
 import sys
 import traceback
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from types import TracebackType
 from typing import Any
@@ -36,6 +36,7 @@ from audit.verifier import (
     Progress,
     RawBlock,
     RawEntry,
+    StateMachine,
     VerificationResult,
     check_block,
     check_entry,
@@ -77,9 +78,8 @@ def check_entry_chunk(entries: list[RawEntry], keys: dict[str, bytes]) -> tuple[
     return rows, None
 
 
-def _worker(tasks: Any, results: Any, log_vkey: str) -> None:
-    """A worker process: check chunks until told to stop (``None``)."""
-    results.cancel_join_thread()  # on exit, do not wait for a replay that has stopped reading
+def _worker(tasks: Any, results: Connection, log_vkey: str) -> None:
+    """A worker process: check chunks until told to stop (``None``) or the replay stops listening."""
     log_key = VerifierKey.parse(log_vkey)
     keys: dict[str, bytes] = {}
     while True:
@@ -94,7 +94,10 @@ def _worker(tasks: Any, results: Any, log_vkey: str) -> None:
             result: _Result = (tid, rows, fault, checked, None)
         except Exception:
             result = (tid, [], None, [], traceback.format_exc())
-        results.put(result)
+        try:
+            results.send(result)
+        except OSError:  # the replay has finished and closed its end
+            return
 
 
 class _Pending:
@@ -143,13 +146,12 @@ class ParallelFeed:
         self._ready_entries: deque[CheckedEntry | EntrySourceError] = deque()
         self._ready_blocks: deque[CheckedBlock | BlockSourceError] = deque()
         self._pending: dict[int, _Pending] = {}
-        self._results: dict[int, _Result] = {}
         self._next_tid = 0
         self._next_unpack = 0
         self._sent_keys = [0] * workers
         self._procs: list[SpawnProcess] = []
         self._task_queues: list[Any] = []
-        self._result_queue: Any = None
+        self._result_conns: list[Connection] = []
 
     # -- lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> ParallelFeed:
@@ -167,19 +169,23 @@ class ParallelFeed:
 
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")  # never fork a process holding threads or DB handles
-        self._result_queue = ctx.Queue()
         vkey = self._verifier.log_key.encode()
         for _ in range(self._workers):
             tasks = ctx.Queue()
-            proc = ctx.Process(target=_worker, args=(tasks, self._result_queue, vkey), daemon=True)
+            reader, writer = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_worker, args=(tasks, writer, vkey), daemon=True)
             self._task_queues.append(tasks)
+            self._result_conns.append(reader)
             self._procs.append(proc)
             proc.start()
+            writer.close()  # only the worker writes: its death reads here as end of file
         self._pooled = True
 
     def close(self) -> None:
-        """Stop the workers (waiting briefly, then terminating) and release the queues."""
+        """Stop the workers and release the pipes (a worker still sending sees its pipe closed)."""
         self._pooled = False
+        for conn in self._result_conns:
+            conn.close()
         for tasks in self._task_queues:
             with contextlib.suppress(OSError, ValueError):
                 tasks.put(None)
@@ -189,13 +195,12 @@ class ParallelFeed:
                 if proc.is_alive():
                     proc.terminate()
                     proc.join(timeout=2)
-        for q in [*self._task_queues, self._result_queue]:
-            if q is not None:
-                q.cancel_join_thread()
-                q.close()
+        for tasks in self._task_queues:
+            tasks.cancel_join_thread()
+            tasks.close()
         self._procs.clear()
         self._task_queues.clear()
-        self._result_queue = None
+        self._result_conns.clear()
 
     # -- the two streams ----------------------------------------------------------------------------
     def entries(self) -> Iterator[CheckedEntry]:
@@ -272,10 +277,8 @@ class ParallelFeed:
         if not self._pending:
             return  # nothing in flight: the caller's stream has ended, or its ready items come first
         tid = self._next_unpack
-        while self._pooled and tid not in self._results:
-            self._receive()
+        result = self._receive(tid) if self._pooled else None
         pending = self._pending.pop(tid)
-        result = self._results.pop(tid, None)
         self._unpack(pending, result if result is not None else self._check_here(tid, pending))
         self._next_unpack += 1
 
@@ -305,18 +308,27 @@ class ParallelFeed:
             self._sent_keys[worker] = len(key_log)
             self._task_queues[worker].put(task)
 
-    def _receive(self) -> None:
-        try:
-            result: _Result = self._result_queue.get(timeout=_POLL_SECONDS)
-        except queue.Empty:
-            for number, proc in enumerate(self._procs):
-                if not proc.is_alive():
-                    self._give_up(f"verification worker {number} exited with code {proc.exitcode}")
-                    return
-            return
-        if result[4] is not None:
-            raise WorkerError(f"verification worker failed:\n{result[4]}")
-        self._results[result[0]] = result
+    def _receive(self, tid: int) -> _Result | None:
+        """The result of chunk ``tid`` from its worker (each answers in order), or None if that worker died."""
+        number = tid % self._workers
+        conn, proc = self._result_conns[number], self._procs[number]
+        while True:
+            ready = wait([conn, proc.sentinel], timeout=_POLL_SECONDS)
+            if conn in ready:
+                try:
+                    result: _Result = conn.recv()
+                except (EOFError, OSError):
+                    break
+                if result[4] is not None:
+                    raise WorkerError(f"verification worker failed:\n{result[4]}")
+                if result[0] != tid:
+                    raise WorkerError(f"verification worker {number} answered chunk {result[0]}, not {tid}")
+                return result
+            if ready:  # the sentinel alone: the worker is gone and left nothing to read
+                break
+        proc.join(timeout=1)
+        self._give_up(f"verification worker {number} exited with code {proc.exitcode}")
+        return None
 
     def _give_up(self, reason: str) -> None:
         """Stop the workers; what they held is checked in this process (``_advance``), as is the rest."""
@@ -355,13 +367,15 @@ def verify_streams(
     progress: Progress | None = None,
     workers: int | None = None,
     threshold: int = DEFAULT_THRESHOLD,
+    machines: Sequence[StateMachine] = (),
 ) -> VerificationResult:
     """Verify raw streams, in worker processes once more than ``threshold`` entries have been checked here.
 
     ``workers`` defaults to one per usable CPU (none on a single CPU); 0 keeps everything in this process.
-    Raises ``SetupError`` for an unusable log key, ``WorkerError`` if a worker dies.
+    ``machines`` are replayed here, in order. Raises ``SetupError`` for an unusable log key,
+    ``WorkerError`` if a worker's checks fail unexpectedly.
     """
-    verifier = LedgerVerifier(log_vkey, origin)
+    verifier = LedgerVerifier(log_vkey, origin, machines=machines)
     count = default_workers() if workers is None else workers
     if count <= 0:
         return verifier.verify(entries, blocks, progress)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import os
 import sys
@@ -16,18 +17,25 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from tqdm import tqdm
 
+from api import index as consent_index
 from audit.errors import AuditError, BlockSourceError, EntrySourceError, ExportError, SetupError
 from audit.parallel import DEFAULT_THRESHOLD, verify_streams
-from audit.verifier import RawBlock, RawEntry, VerificationResult
+from audit.verifier import RawBlock, RawEntry, StateMachine, VerificationResult
+from consent.state import ConsentState
 from ledger import schema
 from ledger.store import Store
 from ledger.tree import EMPTY_ROOT
 
 EXPORT_FORMAT = "shulian-export/1"
 _TAIL_BYTES = 1 << 16
+
+
+def default_machines() -> list[StateMachine]:
+    """The rules a node's sequencer enforces beside the key registry (``api.node``): the consent state."""
+    return [ConsentState()]
 
 
 def _setup_failure(prefix: str, exc: AuditError) -> VerificationResult:
@@ -82,18 +90,27 @@ def verify_database(
 ) -> VerificationResult:
     """Replay the ledger in ``store`` (as of the moment it starts) and return the verdict.
 
+    Besides the ledger itself, the consent index table must equal the state replayed from it.
     ``workers`` and ``threshold`` as for ``audit.parallel.verify_streams``. Raises ``AuditError`` when
     the database holds no initialised ledger.
     """
     meta, entry_count, block_count = snapshot(store)
     if "origin" not in meta or "log_key" not in meta:
         raise AuditError("the ledger is not initialised: its meta table has no origin or log key")
+    machines = default_machines()
     entries = store.iter_entries(0, entry_count)
     blocks = _database_blocks(store, block_count)
     bar = _bar(progress, entry_count, "verify")
     try:
-        return verify_streams(
-            meta["log_key"], meta["origin"], entries, blocks, progress=bar.update, workers=workers, threshold=threshold
+        result = verify_streams(
+            meta["log_key"],
+            meta["origin"],
+            entries,
+            blocks,
+            progress=bar.update,
+            workers=workers,
+            threshold=threshold,
+            machines=machines,
         )
     except SetupError as exc:
         return _setup_failure("ledger", exc)
@@ -101,6 +118,31 @@ def verify_database(
         bar.close()
         _close(entries)
         blocks.close()
+    state = next((m for m in machines if isinstance(m, ConsentState)), None)
+    if result.ok and state is not None:
+        return _compare_consent_index(store, state, result)
+    return result
+
+
+def _compare_consent_index(store: Store, state: ConsentState, result: VerificationResult) -> VerificationResult:
+    """The consent index table against the state replayed from the ledger (DESIGN §6)."""
+    e = schema.entries
+    with store.reader() as conn:
+        if not store.is_sqlite:  # one snapshot for the count and the rows
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        if not inspect(conn).has_table(consent_index.consent_index.name):
+            return result
+        last_seq = conn.execute(select(func.max(e.c.seq))).scalar()
+        if last_seq is None or int(last_seq) + 1 != result.entries:
+            note = "; consent index not compared: the ledger grew during verification"
+            return dataclasses.replace(result, message=result.message + note)
+        stored = consent_index.stored_rows(conn)
+    problem = consent_index.compare(consent_index.expected_rows(state), stored)
+    if problem is None:
+        return result
+    seq_text = problem.split(":", 1)[0].removeprefix("seq ")
+    seq = int(seq_text) if seq_text.isdigit() else None
+    return dataclasses.replace(result, ok=False, message=problem, seq=seq)
 
 
 def _close(stream: Iterator[Any]) -> None:
@@ -233,7 +275,14 @@ def verify_export(
     bar = _bar(progress, total, "verify")
     try:
         return verify_streams(
-            log_key, origin, entries, blocks, progress=bar.update, workers=workers, threshold=threshold
+            log_key,
+            origin,
+            entries,
+            blocks,
+            progress=bar.update,
+            workers=workers,
+            threshold=threshold,
+            machines=default_machines(),
         )
     except SetupError as exc:
         return _setup_failure("export", exc)

@@ -7,8 +7,9 @@ values over, ``audit.parallel`` spreads the stateless checks over processes. Two
   RFC 8785 envelope, leaf hash, signature when the signer's key is known) and ``check_block`` (header
   shape and log signature, checkpoint note, header digest);
 - ``LedgerVerifier.run``, the sequential replay over their results: seq and height order, duplicates,
-  entry time against the sealing block, the key registry (validity at ``ts``, role), the RFC 9162 tree,
-  the block chain (first_seq, prev digest, time order, root), and that every entry is sealed.
+  entry time against the sealing block, the key registry (validity at ``ts``, role), the state machines
+  the sequencer enforces (the consent rules, given by the caller), the RFC 9162 tree, the block chain
+  (first_seq, prev digest, time order, root), and that every entry is sealed.
 
 The first fault ends the replay with a ``VerificationResult`` whose message is ``seq N: <reason>`` for an
 entry or ``block H: <reason>`` for a block header or checkpoint.
@@ -19,14 +20,14 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from audit.errors import BlockSourceError, EntrySourceError, SetupError, VerificationError
 from keys.keyid import key_id
-from keys.registry import KeyRegistry
+from keys.registry import KeyRecord, KeyRegistry
 from ledger.block import GENESIS_PREV, MAX_CLOCK_SKEW_SECONDS, BlockError, BlockHeader, entry_time_fits, parse_header
 from ledger.envelope import Envelope, parse_envelope, verify_ed25519
 from ledger.errors import LedgerError, NoteError
@@ -40,6 +41,19 @@ RawBlock = tuple[int, Any, str]
 """A block as a source holds it: (height it is filed under, header JSON value, checkpoint note)."""
 Progress = Callable[[int], object]
 """Called with the number of entries verified since the last call."""
+
+
+class StateMachine(Protocol):
+    """Rules replayed beside the key registry, as the sequencer enforces them (``ledger.machine``).
+
+    ``check`` raises ``LedgerError`` if entry ``seq`` may not follow the entries applied so far;
+    ``apply`` records it.
+    """
+
+    def check(self, seq: int, env: Envelope, signer: KeyRecord | None, registry: KeyRegistry) -> None: ...
+
+    def apply(self, seq: int, env: Envelope, signer: KeyRecord | None, registry: KeyRegistry) -> None: ...
+
 
 KEY_TYPES = frozenset({"identity.register", "identity.rotate"})
 PROGRESS_STEP = 4096
@@ -244,7 +258,7 @@ class LedgerVerifier:
     their times can be checked against it) and its root after them.
     """
 
-    def __init__(self, log_vkey: str, origin: str) -> None:
+    def __init__(self, log_vkey: str, origin: str, *, machines: Sequence[StateMachine] = ()) -> None:
         try:
             self.log_key = VerifierKey.parse(log_vkey)
         except NoteError as exc:
@@ -254,6 +268,7 @@ class LedgerVerifier:
         if self.log_key.name != origin:
             raise SetupError(f"log key is named {self.log_key.name!r}, not the origin {origin!r}")
         self.origin = origin
+        self.machines = list(machines)
         self.registry = KeyRegistry()
         self.keys: dict[str, bytes] = {}
         """Every public key introduced so far, by key id."""
@@ -422,9 +437,14 @@ class LedgerVerifier:
                 f"ts {ts} is more than {MAX_CLOCK_SKEW_SECONDS} s from the time {block_time} "
                 f"of block {self.height}, which seals it",
             )
+        registry = self.registry
         try:
-            self.registry.check(n, env, signature_checked=verified)
-            self.registry.apply(n, env)
+            signer = registry.check(n, env, signature_checked=verified)
+            for machine in self.machines:
+                machine.check(n, env, signer, registry)
+            registry.apply(n, env)
+            for machine in self.machines:
+                machine.apply(n, env, signer, registry)
         except LedgerError as exc:
             raise _entry_fault(n, str(exc)) from exc
         if env.type in KEY_TYPES:
@@ -442,6 +462,8 @@ def verify_ledger(
     entries: Iterable[RawEntry],
     blocks: Iterable[RawBlock],
     progress: Progress | None = None,
+    *,
+    machines: Sequence[StateMachine] = (),
 ) -> VerificationResult:
-    """Verify raw streams in this process (``LedgerVerifier(log_vkey, origin).verify``)."""
-    return LedgerVerifier(log_vkey, origin).verify(entries, blocks, progress)
+    """Verify raw streams in this process (``LedgerVerifier(log_vkey, origin, machines=…).verify``)."""
+    return LedgerVerifier(log_vkey, origin, machines=machines).verify(entries, blocks, progress)

@@ -1,8 +1,8 @@
 """Build realistic ledgers for the audit tests and the verification benchmark, through the real sequencer.
 
-Departments commit records, citizens grant consent, the service records decisions; new citizens keep
-registering along the way (so some entries are signed by keys registered moments before), one key is
-rotated and one revoked.
+Departments register datasets and commit records, citizens grant consent; new citizens keep registering
+along the way (so some entries are signed by keys registered moments before), one department key is
+rotated and one citizen key revoked. Every entry passes the sequencer's key and consent checks.
 """
 
 from __future__ import annotations
@@ -32,25 +32,30 @@ def seeded_key(name: str, role: str, seed: int) -> StoredKey:
 
 
 def register_body(key: StoredKey, role: str) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    if role == "citizen":
-        extra["subject"] = hashlib.sha256(b"subject " + key.key_id.encode()).hexdigest()
+    extra: dict[str, Any] = {"subject": subject_of(key)} if role == "citizen" else {}
     return identity_body(key, role, f"{role} {key.name}", **extra)
 
 
+FIELDS = [("name", "high"), ("address", "medium"), ("phone", "medium"), ("note", "low")]
+
+
+def subject_of(key: StoredKey) -> str:
+    return hashlib.sha256(b"subject " + key.key_id.encode()).hexdigest()
+
+
 class LedgerFactory:
-    """Signs a realistic stream of entries for ``node``'s ledger and appends it in batches."""
+    """Signs a realistic stream of consent-valid entries for ``node``'s ledger and appends it in batches."""
 
     def __init__(self, node: Node, *, seed: int = 1, departments: int = 4, citizens: int = 30) -> None:
         self.node = node
         self.seed = seed
         self.rng = random.Random(seed)
         self.admin = node.local_key("admin")
-        self.service = node.local_key("service")
         self.departments = [seeded_key(f"dept{i}", "department", seed) for i in range(departments)]
+        self.datasets = [f"d{i}.people" for i in range(departments)]
         self.citizens = [seeded_key(f"citizen{i}", "citizen", seed) for i in range(citizens)]
-        self.counter = 0
         self.citizen_count = citizens
+        self.counter = 0
         self._rotated = False
         self._revoked = False
 
@@ -63,8 +68,24 @@ class LedgerFactory:
             self._register(k, "citizen") for k in self.citizens
         ]
 
+    def catalogue(self) -> list[bytes]:
+        """Each department registers one personal dataset."""
+        out = []
+        for dept, name in zip(self.departments, self.datasets, strict=True):
+            body = {
+                "dataset": name,
+                "owner": dept.key_id,
+                "title": f"户籍人口 {name}",
+                "fields": [{"name": n, "sensitivity": s} for n, s in FIELDS],
+                "level": "重要",
+                "personal": True,
+                "update_frequency": "daily",
+            }
+            out.append(sign_envelope(dept.signing, "dataset.register", body))
+        return out
+
     def _entry(self) -> Iterator[bytes]:
-        """One or two leaves: usually an ordinary entry, sometimes a new citizen and its first act."""
+        """One or two leaves: a record or a consent grant, sometimes a new citizen and its first grant."""
         self.counter += 1
         i = self.counter
         roll = self.rng.random()
@@ -74,41 +95,28 @@ class LedgerFactory:
             self.citizens.append(key)
             yield self._register(key, "citizen")
             yield self._grant(key, i)
-        elif roll < 0.40:
-            dept = self.rng.choice(self.departments)
-            commitment = base64.b64encode(hashlib.sha256(f"record {i}".encode()).digest()).decode()
+        elif roll < 0.55:
+            owner = self.rng.randrange(len(self.departments))
             body = {
-                "dataset": f"ds-{dept.name}",
-                "record": f"rec-{i}",
-                "subject": hashlib.sha256(f"subject {i % 997}".encode()).hexdigest(),
-                "commitment": commitment,
+                "dataset": self.datasets[owner],
+                "record": f"rec-{self.seed}-{i}",
+                "subject": subject_of(self.rng.choice(self.citizens)),
+                "commitment": base64.b64encode(hashlib.sha256(f"record {i}".encode()).digest()).decode(),
+                "version": 1,
+                "replaces": None,
             }
-            yield sign_envelope(dept.signing, "record.commit", body)
-        elif roll < 0.70:
-            yield self._grant(self.rng.choice(self.citizens), i)
+            yield sign_envelope(self.departments[owner].signing, "record.commit", body)
         else:
-            decision: dict[str, Any] = {
-                "request": hashlib.sha256(f"request {i}".encode()).hexdigest(),
-                "requester": self.rng.choice(self.departments).key_id,
-                "dataset": "ds-population",
-                "record": f"rec-{i // 3}",
-                "subject": hashlib.sha256(f"subject {i % 997}".encode()).hexdigest(),
-                "fields": ["name", "address"],
-                "purpose": "social-security eligibility check",
-                "outcome": "allow" if i % 5 else "deny",
-                "reasons": ["agreement covers", "consent active"],
-                "basis": [i // 2, i // 3],
-            }
-            yield sign_envelope(self.service.signing, "access.decision", decision)
+            yield self._grant(self.rng.choice(self.citizens), i)
 
     def _grant(self, citizen: StoredKey, i: int) -> bytes:
         body = {
-            "subject": hashlib.sha256(b"subject " + citizen.key_id.encode()).hexdigest(),
+            "subject": subject_of(citizen),
             "grantee": self.rng.choice(self.departments).key_id,
-            "scope": {"ds-population": ["name", "address", "phone"]},
+            "scope": {self.rng.choice(self.datasets): ["name", "address", "phone"]},
             "purpose": "社会保障资格审核",
             "valid_from": "2026-01-01T00:00:00.000000Z",
-            "valid_until": "2027-01-01T00:00:00.000000Z",
+            "valid_until": "2030-01-01T00:00:00.000000Z",
             "max_uses": i % 7 or None,
         }
         return sign_envelope(citizen.signing, "consent.grant", body)
@@ -145,6 +153,7 @@ class LedgerFactory:
     def build(self, entries: int, *, batch: int = 500) -> int:
         """Append about ``entries`` entries after the opening, ``batch`` per block; return the tree size."""
         self.append(self.opening())
+        self.append(self.catalogue())
         done = 0
         while done < entries:
             changes = self.key_changes() if done == 0 else []
