@@ -226,6 +226,19 @@ class World:
         """``citizen`` grants consent with their own key (see ``grant_body``); its seq."""
         return int(self.citizens[citizen].client.grant_consent(self.grant_body(citizen, **kwargs))["seq"])
 
+    def rebind(self, node: Node, make_client: ClientFactory) -> World:
+        """The same world (keys, seqs, values) on ``node``, a copy of this world's database, with new clients."""
+        other = World(node, make_client, self.admin, auditor=None)  # type: ignore[arg-type]
+        assert self.auditor.key is not None
+        other.auditor = other.client(self.auditor.key)
+        for label, d in self.depts.items():
+            other.depts[label] = Department(d.key, d.name, other.client(d.key))
+        for label, c in self.citizens.items():
+            other.citizens[label] = Citizen(c.key, c.subject, c.id_number, c.name, c.phone, other.client(c.key))
+        other.datasets, other.records, other.values = dict(self.datasets), dict(self.records), dict(self.values)
+        other.consent_agreement, other.duty_agreement = self.consent_agreement, self.duty_agreement
+        return other
+
     def close(self) -> None:
         for c in self.clients:
             c.close()
