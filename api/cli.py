@@ -7,7 +7,9 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
+from api.people import CommandError, UsageError, add_commands
 from keys.errors import KeystoreError
 from ledger.errors import LedgerError
 
@@ -63,9 +65,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from audit.export import write_export
-
     from api.node import Node
+    from audit.export import write_export
 
     node = Node(args.db)
     write_export(node.store, Path(args.output), progress=not args.quiet)
@@ -89,12 +90,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-class UsageError(Exception):
-    pass
+class Parser(argparse.ArgumentParser):
+    """argparse, with its complaints as one line (and the usage only under --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shulian", description="Shulian (数链): the verifiable data-sharing ledger")
+    parser = Parser(prog="shulian", description="Shulian (数链): the verifiable data-sharing ledger")
     parser.add_argument(
         "--db",
         default=os.environ.get("SHULIAN_DB"),
@@ -129,7 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", help="verify this export file instead of the database")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    add_commands(sub)
     return parser
+
+
+def _readable(exc: Exception) -> bool:
+    """Whether ``exc`` is a failure a person can act on (one line), not a bug (a traceback)."""
+    if isinstance(exc, LedgerError | KeystoreError | UsageError | CommandError | OSError | ValueError):
+        return True
+    # Error types of modules loaded lazily: an exception of a module never imported cannot occur.
+    for module, name in (("api.client", "ClientError"), ("audit.errors", "AuditError"), ("httpx", "HTTPError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,10 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("shulian: interrupted", file=sys.stderr)
         return 130
-    except (LedgerError, KeystoreError, UsageError, OSError, ValueError) as exc:
-        if args.verbose:
+    except Exception as exc:
+        if args.verbose or not _readable(exc):
             raise
-        print(f"shulian {args.command}: {exc}", file=sys.stderr)
+        what = " ".join(x for x in (args.command, getattr(args, "action", None)) if x)
+        line = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"shulian {what}: {line}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
 
 

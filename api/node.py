@@ -44,12 +44,17 @@ class Node:
         self.view = LedgerView(self.store)
         self.vault = Vault(self.key_path("vault-master"))
         self._sequencer: Sequencer | None = None
+        self._keys: dict[str, StoredKey] = {}
 
     def key_path(self, name: str) -> Path:
         return self.home / "keys" / f"{name}.json"
 
     def local_key(self, name: str) -> StoredKey:
-        return load_key(self.key_path(name), name)
+        """A key under SHULIAN_HOME/keys, opened once (Argon2 makes each opening cost ~0.1 s)."""
+        key = self._keys.get(name)
+        if key is None:
+            key = self._keys[name] = load_key(self.key_path(name), name)
+        return key
 
     def _ensure_key(self, name: str, role: str, *, x25519: bool = False) -> StoredKey:
         path = self.key_path(name)
