@@ -126,19 +126,28 @@ class ShulianClient:
             raise ClientError(f"checkpoint does not verify: {exc}") from exc
         last = self.last
         if last is not None and cp.size < last.size:
-            return cp  # an older checkpoint: proofs against it are checked, the newest stays
+            # an older checkpoint (a proof against an earlier size, a lagging replica) must still be a
+            # prefix of the newest one seen, or a shorter fork would pass; the newest stays
+            self._check_consistency(cp, last)
+            return cp
         if last is not None and (cp.size, cp.root) != (last.size, last.root):
-            proof = self._send("GET", "/v1/proof/consistency", params={"first": last.size, "second": cp.size})
-            try:
-                hashes = [base64.b64decode(h) for h in proof["hashes"]]
-                verify_consistency(last.size, cp.size, last.root, cp.root, hashes)
-            except (LedgerError, KeyError, ValueError) as exc:
-                raise ClientError(f"log is not consistent with the checkpoint of size {last.size}: {exc}") from exc
+            self._check_consistency(last, cp)
         self.last = cp
         if self.state_path is not None:
             state = {"log_key": self.log_key().encode(), "size": cp.size, "root": _b64(cp.root)}
             atomic_write(self.state_path, json.dumps(state).encode())
         return cp
+
+    def _check_consistency(self, old: Checkpoint, new: Checkpoint) -> None:
+        """Raise unless the server proves the tree of ``old`` a prefix of the tree of ``new``."""
+        try:
+            proof = self._send("GET", "/v1/proof/consistency", params={"first": old.size, "second": new.size})
+            hashes = [base64.b64decode(h) for h in proof["hashes"]]
+            verify_consistency(old.size, new.size, old.root, new.root, hashes)
+        except (ClientError, LedgerError, KeyError, TypeError, ValueError) as exc:
+            raise ClientError(
+                f"log is not consistent: checkpoint of size {old.size} is not shown a prefix of size {new.size}: {exc}"
+            ) from exc
 
     def checkpoint(self) -> Checkpoint:
         return self.accept_checkpoint(self._send("GET", "/v1/checkpoint"))
