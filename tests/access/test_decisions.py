@@ -9,13 +9,16 @@ it against the record commitment on the ledger.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 import api.auth
+import api.services
 from api.client import ClientError, Release
 from consent.decision import DENY_REASONS
+from consent.errors import ReleaseError
 from consent.masking import mask
 from ledger.envelope import sign_envelope
 from tests.access.world import CONSENT_PURPOSE, DIBAO, DUTY_PURPOSE, DUTY_SCOPE, World
@@ -231,3 +234,40 @@ def test_uses_are_counted_per_grant(world: World) -> None:
     assert_denied(world, "consent_uses_exhausted", lambda: ask(world, "gjj", ["name"]), requester="gjj")
     second = world.grant("a", max_uses=None)
     assert ask(world, "gjj", ["name"]).basis == [world.consent_agreement, second]
+
+
+def test_decision_and_release_commit_together_or_not_at_all(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the release cannot be made (here: sealing fails), the allow decision is not logged either."""
+
+    def broken_seal(payload: Any, key: bytes) -> bytes:
+        raise ReleaseError("sealing failed")
+
+    monkeypatch.setattr(api.services, "seal", broken_seal)  # the server runs in this process
+    before = world.size()
+    with pytest.raises(ClientError) as caught:
+        ask(world, "gjj", ["household_size"], record="mzj-b", purpose=DUTY_PURPOSE)
+    assert caught.value.status == 422
+    assert world.size() == before, "a decision was logged without its release"
+    monkeypatch.undo()
+    assert ask(world, "gjj", ["household_size"], record="mzj-b", purpose=DUTY_PURPOSE).values == {"household_size": 2}
+
+
+def test_concurrent_requests_for_the_last_use(world: World) -> None:
+    """Four requests at once against a grant with one use left: one allow, three denies, one release."""
+    world.grant("a", max_uses=1)
+    clients = [world.client(world.depts["gjj"].key) for _ in range(4)]
+    before = world.size()
+
+    def one(client: Any) -> str:
+        try:
+            client.request(dataset=DIBAO, record="mzj-a", fields=["name"], purpose=CONSENT_PURPOSE)
+            return "allow"
+        except ClientError as exc:
+            assert exc.status == 403, exc
+            return str(exc.problem["reasons"][0])
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(one, clients))
+    assert outcomes == ["allow"] + ["consent_uses_exhausted"] * 3
+    types = world.types_from(before)
+    assert sorted(types) == ["access.decision"] * 4 + ["usage.release"]
