@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+import audit.sources
 from api.node import Node
 from audit.errors import AuditError, ExportError
 from audit.export import write_export
@@ -273,6 +274,30 @@ def test_consent_index_row_changed(sqlite_node: Node) -> None:
     result = verify_database(sqlite_node.store, progress=False)
     assert result.message == f"seq {grant_seq}: consent index differs from the ledger in uses"
     assert result.seq == grant_seq and not result.ok
+
+
+@pytest.mark.parametrize("slice_size", [50, 20_000])
+def test_consent_index_rows_missing_or_extra(
+    sqlite_node: Node, monkeypatch: pytest.MonkeyPatch, slice_size: int
+) -> None:
+    monkeypatch.setattr(audit.sources, "_INDEX_RANGE", slice_size)
+    assert verify_database(sqlite_node.store, progress=False).ok
+    conn = sqlite3.connect(db_path(sqlite_node))
+    try:
+        seqs = [r[0] for r in conn.execute("SELECT grant_seq FROM consent_index ORDER BY grant_seq")]
+        row = conn.execute("SELECT * FROM consent_index WHERE grant_seq = ?", (seqs[-1],)).fetchone()
+        conn.execute("INSERT INTO consent_index VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (10**9, *row[1:]))
+        conn.commit()
+        assert verify_database(sqlite_node.store, progress=False).message == (
+            f"seq {10**9}: consent index has a row for a grant the ledger does not hold"
+        )
+        conn.execute("DELETE FROM consent_index WHERE grant_seq = ?", (seqs[len(seqs) // 2],))
+        conn.commit()
+    finally:
+        conn.close()
+    assert verify_database(sqlite_node.store, progress=False).message == (
+        f"seq {seqs[len(seqs) // 2]}: consent index lacks the grant's row"
+    )
 
 
 def test_deleted_entry(sqlite_node: Node) -> None:
