@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from api.app import create_app
@@ -246,6 +246,8 @@ def test_every_release_rests_on_a_justified_allow(template: Template) -> None:
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(ops=ops_st)
+    @example(ops=[("request", "gjj", "mzj-b", ["household_size"], PURPOSES[1])])  # an allow (履行职责)
+    @example(ops=[("request", "rsj", "mzj-a", ["name"], PURPOSES[0])])  # a deny (no agreement)
     def run(ops: list[tuple[Any, ...]]) -> None:
         with tempfile.TemporaryDirectory(dir=template.root.parent) as tmp:
             copy = Path(tmp) / "w"
