@@ -15,6 +15,7 @@ starting processes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import sys
@@ -143,8 +144,9 @@ class ParallelFeed:
         self._workers = workers
         self._chunk = chunk
         self._window = workers * depth
-        self._ready_entries: deque[CheckedEntry | EntrySourceError] = deque()
-        self._ready_blocks: deque[CheckedBlock | BlockSourceError] = deque()
+        # Checked chunks ready for the replay, in order, and the source error that ends a stream.
+        self._ready_entries: deque[list[CheckedEntry] | EntrySourceError] = deque()
+        self._ready_blocks: deque[list[CheckedBlock] | BlockSourceError] = deque()
         self._pending: dict[int, _Pending] = {}
         self._next_tid = 0
         self._next_unpack = 0
@@ -204,6 +206,14 @@ class ParallelFeed:
 
     # -- the two streams ----------------------------------------------------------------------------
     def entries(self) -> Iterator[CheckedEntry]:
+        """Checked entries in seq order (a source error is raised where it occurred)."""
+        return itertools.chain.from_iterable(self._entry_chunks())
+
+    def blocks(self) -> Iterator[CheckedBlock]:
+        """Checked blocks in height order (a source error is raised where it occurred)."""
+        return itertools.chain.from_iterable(self._block_chunks())
+
+    def _entry_chunks(self) -> Iterator[list[CheckedEntry]]:
         while True:
             if self._ready_entries:
                 item = self._ready_entries.popleft()
@@ -220,18 +230,19 @@ class ParallelFeed:
                     return
                 if self._inline_left > 0:
                     self._inline_left -= 1
-                    yield self._verifier.check_entry_here(raw)
+                    yield [self._verifier.check_entry_here(raw)]
                 else:  # a large ledger: from here on, workers check
                     self._carry = raw
                     self._start()
 
-    def blocks(self) -> Iterator[CheckedBlock]:
+    def _block_chunks(self) -> Iterator[list[CheckedBlock]]:
         while True:
             if self._ready_blocks:
                 item = self._ready_blocks.popleft()
-                self._blocks_ahead -= 1
                 if isinstance(item, BlockSourceError):
+                    self._blocks_ahead -= 1
                     raise item
+                self._blocks_ahead -= len(item)
                 yield item
             elif self._pooled or self._pending:
                 if self._blocks_done and not self._pending:
@@ -241,7 +252,7 @@ class ParallelFeed:
                 raw = self._read_block()
                 if raw is None:
                     return
-                yield self._verifier.check_block_here(raw)
+                yield [self._verifier.check_block_here(raw)]
 
     def _read_entry(self) -> RawEntry | None:
         if self._carry is not None:
@@ -257,6 +268,37 @@ class ParallelFeed:
         except EntrySourceError:
             self._entries_done = True
             raise
+
+    def _read_entries(self, count: int, into: _Pending) -> None:
+        """Up to ``count`` raw entries into ``into`` (and the source error that stopped them)."""
+        out = into.entries
+        if self._carry is not None:
+            out.append(self._carry)
+            self._carry = None
+        if self._entries_done:
+            return
+        source, append = self._raw_entries, out.append
+        try:
+            for _ in range(count - len(out)):
+                append(next(source))
+        except StopIteration:
+            self._entries_done = True
+        except EntrySourceError as exc:
+            self._entries_done = True
+            into.entry_error = exc
+
+    def _read_blocks(self, count: int, into: _Pending) -> None:
+        if self._blocks_done:
+            return
+        source, append = self._raw_blocks, into.blocks.append
+        try:
+            for _ in range(count):
+                append(next(source))
+        except StopIteration:
+            self._blocks_done = True
+        except BlockSourceError as exc:
+            self._blocks_done = True
+            into.block_error = exc
 
     def _read_block(self) -> RawBlock | None:
         if self._blocks_done:
@@ -285,17 +327,8 @@ class ParallelFeed:
     def _fill(self) -> None:
         while self._pooled and len(self._pending) < self._window and not (self._entries_done and self._blocks_done):
             pending = _Pending()
-            try:
-                while len(pending.entries) < self._chunk and (raw := self._read_entry()) is not None:
-                    pending.entries.append(raw)
-            except EntrySourceError as exc:
-                pending.entry_error = exc
-            room = min(self._chunk, self._window * self._chunk - self._blocks_ahead)
-            try:
-                while len(pending.blocks) < room and (raw_block := self._read_block()) is not None:
-                    pending.blocks.append(raw_block)
-            except BlockSourceError as exc:
-                pending.block_error = exc
+            self._read_entries(self._chunk, pending)
+            self._read_blocks(min(self._chunk, self._window * self._chunk - self._blocks_ahead), pending)
             self._blocks_ahead += len(pending.blocks) + (pending.block_error is not None)
             if not (pending.entries or pending.blocks or pending.entry_error or pending.block_error):
                 return
@@ -344,16 +377,19 @@ class ParallelFeed:
 
     def _unpack(self, pending: _Pending, result: _Result) -> None:
         _tid, rows, fault, blocks, _error = result
-        ready = self._ready_entries
-        for (seq, leaf), (digest, type_, ts, actor, body, sig, verified) in zip(pending.entries, rows, strict=False):
-            env = CheckedEnvelope(type_, ts, actor, body, sig, leaf)
-            ready.append(CheckedEntry(seq, leaf, digest, env, verified, None))
+        chunk = [
+            CheckedEntry(seq, leaf, digest, CheckedEnvelope(type_, ts, actor, body, sig, leaf), verified, None)
+            for (seq, leaf), (digest, type_, ts, actor, body, sig, verified) in zip(pending.entries, rows, strict=False)
+        ]
         if fault is not None:
             seq, leaf = pending.entries[fault[0]]
-            ready.append(CheckedEntry(seq, leaf, b"", None, False, fault[1]))
+            chunk.append(CheckedEntry(seq, leaf, b"", None, False, fault[1]))
+        if chunk:
+            self._ready_entries.append(chunk)
         if pending.entry_error is not None:
-            ready.append(pending.entry_error)
-        self._ready_blocks.extend(blocks)
+            self._ready_entries.append(pending.entry_error)
+        if blocks:
+            self._ready_blocks.append(blocks)
         if pending.block_error is not None:
             self._ready_blocks.append(pending.block_error)
 
@@ -368,17 +404,21 @@ def verify_streams(
     workers: int | None = None,
     threshold: int = DEFAULT_THRESHOLD,
     machines: Sequence[StateMachine] = (),
+    size_hint: int | None = None,
 ) -> VerificationResult:
     """Verify raw streams, in worker processes once more than ``threshold`` entries have been checked here.
 
     ``workers`` defaults to one per usable CPU (none on a single CPU); 0 keeps everything in this process.
-    ``machines`` are replayed here, in order. Raises ``SetupError`` for an unusable log key,
-    ``WorkerError`` if a worker's checks fail unexpectedly.
+    ``machines`` are replayed here, in order. With ``size_hint`` (the expected entry count) the choice is
+    made at once: workers from the start for a large ledger, none for a small one. Raises ``SetupError``
+    for an unusable log key, ``WorkerError`` if a worker's checks fail unexpectedly.
     """
     verifier = LedgerVerifier(log_vkey, origin, machines=machines)
     count = default_workers() if workers is None else workers
     if count <= 0:
         return verifier.verify(entries, blocks, progress)
+    if size_hint is not None:
+        threshold = 0 if size_hint >= threshold else sys.maxsize
     with ParallelFeed(verifier, entries, blocks, workers=count, threshold=threshold) as feed:
         return verifier.run(feed.entries(), feed.blocks(), progress)
 

@@ -114,6 +114,7 @@ def verify_database(
             workers=workers,
             threshold=threshold,
             machines=machines,
+            size_hint=entry_count,
         )
     except SetupError as exc:
         return _setup_failure("ledger", exc)
@@ -301,6 +302,7 @@ def verify_export(
             workers=workers,
             threshold=threshold,
             machines=default_machines() if consent else [],
+            size_hint=total,
         )
     except SetupError as exc:
         return _setup_failure("export", exc)
