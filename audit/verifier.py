@@ -281,9 +281,11 @@ class LedgerVerifier:
         self._prev = GENESIS_PREV
         self._prev_time: datetime | None = None
         self._prev_time_text = ""
-        # Leaf hashes by ts second, for duplicates: a duplicate has the same ts, and a ts earlier than the
-        # current block's earliest allowed time can never be sealed again, so older buckets are dropped.
-        self._seen: dict[str, set[bytes]] = {}
+        # Leaf hash fingerprints by ts second, for duplicates: a duplicate has the same ts, and a ts
+        # earlier than the current block's earliest allowed time can never be sealed again, so older
+        # buckets are dropped. A fingerprint is the hash's first 128 bits as an int (48 bytes, not 72):
+        # two different leaves alike in them would take ~2**64 work, the strength of the key ids.
+        self._seen: dict[str, set[int]] = {}
         self._seen_order: list[str] = []
         self._used = False
 
@@ -425,10 +427,11 @@ class LedgerVerifier:
         ts = env.ts
         bucket_key = ts[:19]
         bucket = self._seen.get(bucket_key)
+        fingerprint = int.from_bytes(digest[:16], "little")
         if bucket is None:
             bucket = self._seen[bucket_key] = set()
             heapq.heappush(self._seen_order, bucket_key)
-        elif digest in bucket:
+        elif fingerprint in bucket:
             raise _entry_fault(n, f"duplicate: the same leaf (hash {_b64(digest)}) is already on the ledger")
         # The fixed-width ASCII format orders as text; entry_time_fits decides everything else.
         if not (ts.isascii() and earliest <= ts <= latest) and not entry_time_fits(ts, block_time):
@@ -452,7 +455,7 @@ class LedgerVerifier:
             if new is not None:
                 self.key_log.append(new)
         self.tree.append(digest)
-        bucket.add(digest)
+        bucket.add(fingerprint)
         self.size = n + 1
 
 
