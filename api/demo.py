@@ -15,6 +15,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +48,7 @@ BASE_URL = "http://testserver"
 SPARE = "spare"  # name of a generated key not yet given to anyone
 SPARES = 16  # spare keys made (and saved) at a time, so rotations need few keystore saves
 SHORT_GRANT = timedelta(seconds=1)  # a consent given for one counter visit only
+WORKERS = 8  # threads committing demo records (the sequencer groups their commits)
 QUIET_CITIZENS = 10  # citizens 1..10 get no demo consents: walkthroughs start from a clean slate
 DATASET_OWNER = {d.dataset: d.owner for d in world.DATASETS}
 
@@ -380,13 +382,26 @@ def _has_grant(registry: KeyRegistry, state: ConsentState, keys: DemoKeys, s: wo
     return any(g.grant.purpose in s.purposes for g in state.grants_for(subject, grantee, s.dataset))
 
 
-def _seed_records(city: City, records: list[_Record]) -> None:
+def _seed_records(city: City, records: list[_Record], workers: int = WORKERS) -> None:
+    """Commit ``records`` from ``workers`` threads (their own clients), so that commits are grouped."""
+    if not records:
+        return
     bar = _progress(len(records), "records")
-    for r in records:
-        city.actor(DATASET_OWNER[r.dataset]).commit_record(
-            dataset=r.dataset, record=r.record, subject=r.subject, values=r.values
-        )
-        bar.update(1)
+    city.actor(DATASET_OWNER[records[0].dataset]).datasets()  # the catalogue, read once for all
+
+    def work(share: list[_Record]) -> None:
+        clients: dict[str, CityClient] = {}
+        for r in share:
+            owner = DATASET_OWNER[r.dataset]
+            client = clients.get(owner)
+            if client is None:
+                client = clients[owner] = CityClient(city, city.keys.require(owner))
+            client.commit_record(dataset=r.dataset, record=r.record, subject=r.subject, values=r.values)
+            bar.update(1)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for done in [pool.submit(work, records[i::workers]) for i in range(workers)]:
+            done.result()
     bar.close()
 
 
