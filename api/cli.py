@@ -58,9 +58,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.app import create_app
     from api.node import Node
 
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
     node = Node(args.db)
     node.reader.origin  # noqa: B018 - fail early, in one line, when the ledger is not initialised
-    uvicorn.run(create_app(node), host=args.host, port=args.port, log_level="info")
+    if args.workers == 1:
+        uvicorn.run(create_app(node), host=args.host, port=args.port, log_level=args.log_level)
+        return 0
+    node.close()
+    if args.db:
+        os.environ["SHULIAN_DB"] = args.db  # each worker process opens its own node from the environment
+    uvicorn.run(
+        "api.asgi:app_from_env",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+    )
     return 0
 
 
@@ -122,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the API and the portal")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ledger (default 1)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="write the ledger as a shulian-export/1 JSON Lines file")
