@@ -33,8 +33,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from api.node import Node
 
     node = Node(args.db)
-    n = seed_demo(node)
-    print(f"demo city seeded: {n} entries appended" if n else "demo city already seeded; nothing changed")
+    counts = seed_demo(node)
+    if not counts:
+        print("demo city already seeded; nothing changed")
+        return 0
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"demo city seeded: {sum(counts.values())} entries appended ({detail})")
     return 0
 
 

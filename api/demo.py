@@ -281,10 +281,10 @@ def _principal(registry: KeyRegistry, state: ConsentState, keys: DemoKeys, name:
 # ---------------------------------------------------------------------------------------------------
 
 
-def seed_demo(node: Node) -> int:
+def seed_demo(node: Node) -> Counter[str]:
     """Seed the demo city: identities, catalogue, records, agreements, consents; idempotent.
 
-    Returns the number of entries appended (0 when everything was already there).
+    Returns how many entries of each type were appended (none when everything was already there).
     """
     start = node.reader.size()
     keys = DemoKeys(node).load()
@@ -296,7 +296,8 @@ def seed_demo(node: Node) -> int:
             _seed_agreements(city)
             _seed_consents(city)
     keys.save_if_dirty()
-    return node.reader.size() - start
+    with node.store.reader() as conn:
+        return Counter(parse_envelope(leaf).type for _, leaf in Store.entries_between(conn, start, node.reader.size()))
 
 
 def _seed_identities(node: Node, keys: DemoKeys) -> None:
