@@ -15,6 +15,7 @@ from api.routes import (
     entries,
     identities,
     objections,
+    portal,
     records,
     transparency,
     usage,
@@ -43,6 +44,7 @@ def create_app(node: Node | None = None) -> FastAPI:
         access,
         usage,
         objections,
+        portal,
     ):
         app.include_router(module.router)
 

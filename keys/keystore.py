@@ -4,11 +4,19 @@ A keystore holds named keys (Ed25519 seeds, optionally X25519 private keys). Fil
 atomically (temp file, fsync, ``os.replace``) with mode 0600. The passphrase comes from
 ``SHULIAN_PASSPHRASE`` or ``SHULIAN_PASSPHRASE_FILE``; failing both, a random one is created in
 ``SHULIAN_HOME/passphrase`` (mode 0600) and the first command that does so says it in one line.
+
+Browsers have neither Argon2id nor XSalsa20-Poly1305 in WebCrypto, so a second variant of the same
+format exists for the portal: kdf ``pbkdf2-sha256`` (PBKDF2-HMAC-SHA256, 600 000 iterations by
+default, OWASP's 2023 figure) and cipher ``aes-256-gcm`` (12-byte nonce, the format name as
+associated data). The sealed content is the same JSON either way; ``load_keystore`` reads both and
+``export_browser_keystore`` turns keys into the browser variant.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import json
 import os
 import secrets
@@ -23,6 +31,8 @@ import nacl.public
 import nacl.secret
 import nacl.signing
 from argon2.low_level import Type, hash_secret_raw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keys.errors import KeystoreError
 from keys.keyid import key_id
@@ -30,6 +40,13 @@ from keys.keyid import key_id
 FORMAT = "shulian-keystore/1"
 # OWASP's Argon2id floor is 19 MiB / t=2; we use 64 MiB / t=3 (about 0.1 s here).
 ARGON2 = {"time_cost": 3, "memory_cost": 65536, "parallelism": 1}
+# The browser variant (WebCrypto has PBKDF2 and AES-GCM). Files outside the bounds are refused: too
+# few iterations is a weak file, too many a way to make an opener spin.
+BROWSER_KDF = "pbkdf2-sha256"
+BROWSER_CIPHER = "aes-256-gcm"
+PBKDF2_ITERATIONS = 600_000
+PBKDF2_MIN_ITERATIONS = 100_000
+PBKDF2_MAX_ITERATIONS = 10_000_000
 
 
 def home() -> Path:
@@ -151,6 +168,60 @@ def save_secret(path: Path, value: bytes, secret: bytes | None = None) -> None:
     _seal(path, {"secret": base64.b64encode(value).decode()}, [], secret)
 
 
+def browser_keystore(keys: list[StoredKey], secret: bytes, *, iterations: int = PBKDF2_ITERATIONS) -> dict[str, Any]:
+    """The browser variant of a keystore holding ``keys`` (PBKDF2-SHA256 + AES-256-GCM), as a JSON object.
+
+    The portal's page opens it with WebCrypto alone; ``load_keystore`` opens it too.
+    """
+    if not PBKDF2_MIN_ITERATIONS <= iterations <= PBKDF2_MAX_ITERATIONS:
+        raise KeystoreError(f"PBKDF2 iterations must be {PBKDF2_MIN_ITERATIONS} to {PBKDF2_MAX_ITERATIONS}")
+    salt = secrets.token_bytes(16)
+    nonce = secrets.token_bytes(12)
+    key = hashlib.pbkdf2_hmac("sha256", secret, salt, iterations, 32)
+    content = json.dumps({"keys": [k.to_json() for k in keys]}).encode()
+    sealed = AESGCM(key).encrypt(nonce, content, FORMAT.encode())
+    return {
+        "format": FORMAT,
+        "kdf": {"name": BROWSER_KDF, "salt": base64.b64encode(salt).decode(), "iterations": iterations},
+        "cipher": BROWSER_CIPHER,
+        "nonce": base64.b64encode(nonce).decode(),
+        "key_ids": [k.key_id for k in keys],
+        "sealed": base64.b64encode(sealed).decode(),
+    }
+
+
+def save_browser_keystore(path: Path, keys: list[StoredKey], secret: bytes | None = None) -> None:
+    """Write ``keys`` to ``path`` in the browser variant (0600, atomic), under ``secret`` or the passphrase."""
+    doc = browser_keystore(keys, passphrase() if secret is None else secret)
+    atomic_write(path, json.dumps(doc, indent=1).encode() + b"\n")
+
+
+def export_browser_keystore(
+    source: Path,
+    target: Path,
+    names: list[str] | None = None,
+    *,
+    secret: bytes | None = None,
+    browser_secret: bytes | None = None,
+) -> list[str]:
+    """Copy the keys called ``names`` (all when None) from keystore ``source`` to a browser keystore ``target``.
+
+    ``secret`` opens the source (default: the passphrase); ``browser_secret`` locks the target (default:
+    the same). Returns the key ids exported.
+    """
+    keys = load_keystore(source, secret)
+    if names is not None:
+        missing = [n for n in names if n not in {k.name for k in keys}]
+        if missing:
+            raise KeystoreError(f"keystore {source} holds no key named {missing[0]!r}")
+        keys = [k for k in keys if k.name in names]
+    if not keys:
+        raise KeystoreError(f"keystore {source} holds no keys to export")
+    out_secret = browser_secret if browser_secret is not None else (passphrase() if secret is None else secret)
+    save_browser_keystore(target, keys, out_secret)
+    return [k.key_id for k in keys]
+
+
 def load_secret(path: Path, secret: bytes | None = None) -> bytes:
     try:
         return base64.b64decode(_open(path, secret)["secret"])
@@ -159,11 +230,16 @@ def load_secret(path: Path, secret: bytes | None = None) -> bytes:
 
 
 def load_keystore(path: Path, secret: bytes | None = None) -> list[StoredKey]:
-    """Decrypt the keys in ``path``; a wrong passphrase or a changed file is a ``KeystoreError``."""
+    """Decrypt the keys in ``path`` (either variant); a wrong passphrase or a changed file is a ``KeystoreError``."""
     try:
-        return [StoredKey.from_json(k) for k in _open(path, secret)["keys"]]
+        doc = _open(path, secret)
+        keys = [StoredKey.from_json(k) for k in doc["keys"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise KeystoreError(f"keystore {path} is malformed") from exc
+    listed = doc.get("_key_ids")
+    if listed is not None and listed != [k.key_id for k in keys]:
+        raise KeystoreError(f"keystore {path}: key_ids do not name the keys it holds")
+    return keys
 
 
 def _open(path: Path, secret: bytes | None) -> dict[str, Any]:
@@ -176,6 +252,8 @@ def _open(path: Path, secret: bytes | None) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise KeystoreError(f"{path} is not a {FORMAT} file")
     secret = passphrase() if secret is None else secret
+    if isinstance(doc.get("kdf"), dict) and doc["kdf"].get("name") == BROWSER_KDF:
+        return _open_browser(path, doc, secret)
     try:
         kdf = doc["kdf"]
         if kdf["name"] != "argon2id":
@@ -190,6 +268,39 @@ def _open(path: Path, secret: bytes | None) -> dict[str, Any]:
     except nacl.exceptions.CryptoError as exc:
         raise KeystoreError(f"cannot open keystore {path}: wrong passphrase or the file was altered") from exc
     except (KeyError, TypeError, ValueError) as exc:
+        raise KeystoreError(f"keystore {path} is malformed") from exc
+
+
+def _open_browser(path: Path, doc: dict[str, Any], secret: bytes) -> dict[str, Any]:
+    """Open the browser variant; the content also carries the file's ``key_ids`` (as ``_key_ids``) to check."""
+    try:
+        kdf = doc["kdf"]
+        if doc["cipher"] != BROWSER_CIPHER:
+            raise KeystoreError(f"keystore {path} uses cipher {doc['cipher']!r}, not {BROWSER_CIPHER}")
+        iterations = kdf["iterations"]
+        if isinstance(iterations, bool) or not isinstance(iterations, int):
+            raise ValueError("iterations is not an integer")
+        if not PBKDF2_MIN_ITERATIONS <= iterations <= PBKDF2_MAX_ITERATIONS:
+            raise KeystoreError(
+                f"keystore {path} asks for {iterations} PBKDF2 iterations;"
+                f" {PBKDF2_MIN_ITERATIONS} to {PBKDF2_MAX_ITERATIONS} are accepted"
+            )
+        salt = base64.b64decode(kdf["salt"], validate=True)
+        nonce = base64.b64decode(doc["nonce"], validate=True)
+        if len(salt) < 16 or len(nonce) != 12:
+            raise ValueError("salt or nonce has the wrong length")
+        key = hashlib.pbkdf2_hmac("sha256", secret, salt, iterations, 32)
+        plain = AESGCM(key).decrypt(nonce, base64.b64decode(doc["sealed"], validate=True), FORMAT.encode())
+        content = json.loads(plain)
+        if not isinstance(content, dict):
+            raise ValueError("not an object")
+        key_ids = doc["key_ids"]
+        if not isinstance(key_ids, list):
+            raise ValueError("key_ids is not a list")
+        return {**content, "_key_ids": key_ids}
+    except InvalidTag as exc:
+        raise KeystoreError(f"cannot open keystore {path}: wrong passphrase or the file was altered") from exc
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise KeystoreError(f"keystore {path} is malformed") from exc
 
 
