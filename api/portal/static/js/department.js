@@ -34,7 +34,7 @@ function renderCatalogue(records) {
 
 function renderRecords(records) {
   if (!records.length) return fill("records", empty(t("dept.records.none")));
-  const latest = [...records].sort((a, b) => b.seq - a.seq).slice(0, 50);
+  const latest = [...records].sort((a, b) => b.seq - a.seq).slice(0, 12);
   fill("records",
     h("p", {}, t("dept.records.count", { n: records.length, shown: latest.length })),
     h("div", { class: "table-wrap" }, h("table", { class: "table" },
@@ -104,7 +104,9 @@ function renderRequestForm() {
 function requestFields() {
   const o = ctx.requestOptions[Number(byId("request-agreement").value)];
   const box = byId("request-fields");
-  box.replaceChildren(h("legend", {}, t("dept.request.fields")), ...Object.entries(o.scope).map(([f, m], i) => h("div", { class: "check" },
+  const order = (ctx.datasets.get(o.dataset)?.fields || []).map((f) => f.name);
+  const scope = Object.entries(o.scope).sort(([a], [b]) => order.indexOf(a) - order.indexOf(b));
+  box.replaceChildren(h("legend", {}, t("dept.request.fields")), ...scope.map(([f, m], i) => h("div", { class: "check" },
     h("input", { type: "checkbox", id: `req-f${i}`, value: f, checked: i < 2 }),
     h("label", { for: `req-f${i}` }, `${fieldName(f)}（${t(`mode.${m}`)}）`))));
   byId("request-purpose").replaceChildren(...o.purposes.map((p) => h("option", { value: p }, p)));
