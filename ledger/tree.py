@@ -3,7 +3,8 @@
 Storage keeps the hash of every complete subtree, addressed ``(level, index)``: the subtree of
 ``2**level`` leaves starting at leaf ``index * 2**level``. Every range that a root or a proof needs
 splits into O(log n) such subtrees (``range_nodes``), so the planner functions here name the nodes
-to read and the assemblers fold the hashes read back; nothing is ever rebuilt.
+to read and the assemblers fold the hashes read back; nothing is ever rebuilt. ``MemoryTree`` keeps
+the same stored nodes in memory (one list per level) and answers roots and proofs straight from them.
 """
 
 from __future__ import annotations
@@ -288,3 +289,166 @@ def verify_consistency(first: int, second: int, first_root: bytes, second_root: 
         raise RootMismatchError(first_root, fr)
     if sr != second_root:
         raise RootMismatchError(second_root, sr)
+
+
+class MemoryTree:
+    """An RFC 9162 tree held in memory as its stored nodes: one list per level, index → hash.
+
+    ``levels[level][index]`` is the hash of the complete subtree ``(level, index)``, so level ``L``
+    holds ``size >> L`` hashes: exactly the nodes ``CompactRange.append`` emits and the ledger keeps
+    in ``tree_nodes``, nothing more (no ragged right-edge node is ever stored). A root or a proof reads
+    O(log n) of them. The only hashes that are not stored are the ragged right edge's (the root itself
+    when the size is not a power of two, and at most one hash per proof); those are folded from the
+    stored nodes on each call, as ``fold_range`` folds ``range_nodes``, and never cached.
+
+    ``append`` takes one leaf hash, ``extend`` many, ``extend_entries`` raw entries (hashed here as
+    RFC 9162 leaves); a batch completes its nodes a level at a time. ``root``, ``inclusion_proof``
+    and ``consistency_proof`` answer for any size up to the current one, with the same results as
+    ``plan_*(...).assemble`` over the stored nodes. Not thread-safe: one writer, no concurrent reads
+    during a write.
+    """
+
+    __slots__ = ("levels", "size")
+
+    def __init__(self) -> None:
+        self.levels: list[list[bytes]] = [[]]
+        self.size = 0
+
+    def append(self, leaf_hash_: bytes) -> int:
+        """Add one leaf hash and store the subtrees it completes; return the leaf's index."""
+        if len(leaf_hash_) != HASH_SIZE:
+            raise ValueError(f"leaf hash is {len(leaf_hash_)} bytes, not {HASH_SIZE}")
+        index = self.size
+        levels = self.levels
+        row = levels[0]
+        row.append(leaf_hash_)
+        h = leaf_hash_
+        i, level = index, 0
+        while i & 1:  # the new node is a right child: its parent completes now
+            h = _sha256(NODE_PREFIX + row[i - 1] + h).digest()
+            i >>= 1
+            level += 1
+            if level == len(levels):
+                levels.append([])
+            row = levels[level]
+            row.append(h)
+        self.size = index + 1
+        return index
+
+    def extend(self, leaf_hashes: Sequence[bytes]) -> int:
+        """Add many leaf hashes, in order; return the new size."""
+        for h in leaf_hashes:
+            if len(h) != HASH_SIZE:
+                raise ValueError(f"leaf hash is {len(h)} bytes, not {HASH_SIZE}")
+        self.levels[0].extend(leaf_hashes)
+        return self._complete()
+
+    def extend_entries(self, entries: Sequence[bytes]) -> int:
+        """Add many entries (raw leaf bytes), hashing each as an RFC 9162 leaf; return the new size."""
+        sha256, prefix = _sha256, LEAF_PREFIX
+        self.levels[0].extend([sha256(prefix + e).digest() for e in entries])
+        return self._complete()
+
+    def _complete(self) -> int:
+        """Store every node completed by the leaves just added to level 0, a level at a time."""
+        sha256, prefix = _sha256, NODE_PREFIX
+        levels = self.levels
+        lower, level = levels[0], 0
+        while True:
+            if level + 1 == len(levels):
+                if len(lower) < 2:
+                    break
+                levels.append([])
+            upper = levels[level + 1]
+            start, stop = 2 * len(upper), len(lower) & ~1
+            if start >= stop:  # nothing new here, so nothing new above
+                break
+            lefts, rights = lower[start:stop:2], lower[start + 1 : stop : 2]
+            upper.extend([sha256(prefix + a + b).digest() for a, b in zip(lefts, rights, strict=True)])
+            lower, level = upper, level + 1
+        self.size = len(levels[0])
+        return self.size
+
+    def _check_size(self, size: int) -> None:
+        if not 0 <= size <= self.size:
+            raise RangeError(f"size {size} outside a tree of size {self.size}")
+
+    def _edge(self, size: int, below: int) -> bytes:
+        """MTH of the leaves [size with its low ``below`` bits cleared, size), from stored nodes.
+
+        Those leaves are the stored nodes for the set bits of ``size`` under ``below`` (the node for
+        bit ``b`` is ``(b, (size >> b) - 1)``), folded right to left (lowest level first) exactly as
+        ``fold_range`` folds ``range_nodes``. ``size`` must have a set bit under ``below``.
+        """
+        levels = self.levels
+        rem = size & ((1 << below) - 1)
+        low = rem & -rem
+        level = low.bit_length() - 1
+        acc = levels[level][(size >> level) - 1]
+        rem ^= low
+        while rem:
+            low = rem & -rem
+            level = low.bit_length() - 1
+            acc = _sha256(NODE_PREFIX + levels[level][(size >> level) - 1] + acc).digest()
+            rem ^= low
+        return acc
+
+    def root(self, size: int | None = None) -> bytes:
+        """The tree head (MTH) at ``size`` leaves, default the current size."""
+        if size is None:
+            size = self.size
+        self._check_size(size)
+        if not size:
+            return EMPTY_ROOT
+        return self._edge(size, size.bit_length())
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 9162 §2.1.3.1 PATH(index, D[size]), leaf side first, read by walking the index bits.
+
+        Below level ``inner`` (where ``index`` and ``size - 1`` part) every sibling is stored, except
+        that the sibling at ``inner - 1`` may be the ragged right edge (folded by ``_edge``); above it,
+        ``index`` follows the right edge, where a 1 bit has a stored left sibling and a 0 bit none.
+        """
+        if size is None:
+            size = self.size
+        if not 0 <= index < size <= self.size:
+            raise RangeError(f"leaf index {index} and size {size} outside a tree of size {self.size}")
+        levels = self.levels
+        inner = (index ^ (size - 1)).bit_length()
+        proof: list[bytes] = []
+        if inner:
+            i = index
+            for row in levels[: inner - 1]:  # complete siblings, bottom up
+                proof.append(row[i ^ 1])
+                i >>= 1
+            level = inner - 1
+            if ((i ^ 1) + 1) << level <= size:
+                proof.append(levels[level][i ^ 1])
+            else:
+                proof.append(self._edge(size, level))
+        rest = index >> inner
+        while rest:
+            low = rest & -rest
+            level = low.bit_length() - 1
+            proof.append(levels[inner + level][(rest >> level) ^ 1])
+            rest ^= low
+        return proof
+
+    def consistency_proof(self, first: int, second: int | None = None) -> list[bytes]:
+        """RFC 9162 §2.1.4.1 PROOF(first, D[second]) for 1 ≤ first ≤ second (default the current size)."""
+        if second is None:
+            second = self.size
+        self._check_size(second)
+        if not 1 <= first <= second:
+            raise RangeError(f"consistency needs 1 <= first <= second, got first={first} second={second}")
+        levels = self.levels
+        return [
+            levels[part[0][0]][part[0][1]]
+            if len(part) == 1
+            else fold_range([levels[level][index] for level, index in part])
+            for part in plan_consistency(first, second).parts
+        ]
+
+    def stored(self) -> dict[Node, bytes]:
+        """Every stored node, ``{(level, index): hash}`` (what ``CompactRange.append`` emits)."""
+        return {(level, index): h for level, row in enumerate(self.levels) for index, h in enumerate(row)}
