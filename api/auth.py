@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
-from api import tables
 from api.deps import NodeDep
-from api.httpsig import MAX_SKEW, Reason, SignatureRejected, verify_request
+from api.httpsig import Reason, SignatureRejected, verify_request
+from api.node import Node
 from keys.registry import KeyRecord
 from ledger.errors import LedgerError
 from ledger.timefmt import now as utcnow
@@ -21,11 +21,6 @@ from ledger.timefmt import now as utcnow
 class Forbidden(LedgerError):
     status = 403
     title = "Forbidden"
-
-
-class Replayed(LedgerError):
-    status = 401
-    title = "Request replayed"
 
 
 class TooLarge(LedgerError):
@@ -84,13 +79,21 @@ async def read_body(request: Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
 
 
 async def authenticate(request: Request, node: NodeDep) -> Caller:
-    """Verify the request's signature, the signer's key validity now, and that its nonce is new."""
+    """Verify the request's signature, the signer's key validity now, and that its nonce is new.
+
+    The body is read on the event loop; the checks (database reads, the nonce write) run in the
+    thread pool so that a slow database never stalls other requests.
+    """
     body = await read_body(request)
+    return await run_in_threadpool(_authenticate, node, request.method, target_uri(request), request.headers, body)
+
+
+def _authenticate(node: Node, method: str, url: str, headers: Headers, body: bytes) -> Caller:
     view = node.view
     verified = verify_request(
-        method=request.method,
-        url=target_uri(request),
-        headers=request.headers,
+        method=method,
+        url=url,
+        headers=headers,
         body=body,
         resolve_key=view.public_key,
         now=int(time.time()),
@@ -102,20 +105,8 @@ async def authenticate(request: Request, node: NodeDep) -> Caller:
     at = utcnow()
     if at < record.valid_from or (record.valid_until is not None and at >= record.valid_until):
         raise Forbidden(f"key {record.key_id} is {record.ended_how or 'not yet valid'}; sign with a current key")
-    remember_nonce(node, verified.nonce, verified.key_id, verified.created)
+    node.nonces.remember(verified.nonce, verified.key_id, verified.created)
     return Caller(record, view.principal(record.key_id), verified.request_hash, body)
-
-
-def remember_nonce(node: NodeDep, nonce: str, key_id: str, created: int) -> None:
-    """Record a nonce once; a second use within the skew window is a replay. Old nonces are purged."""
-    t = tables.request_nonces
-    try:
-        with node.store.engine.begin() as conn:
-            conn.execute(t.insert(), [{"nonce": nonce, "key_id": key_id, "created": created}])
-            if created % 64 == 0:
-                conn.execute(delete(t).where(t.c.created < int(time.time()) - 2 * MAX_SKEW))
-    except IntegrityError as exc:
-        raise Replayed("this signed request was already received (nonce reused); sign it afresh") from exc
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 from api import tables  # noqa: F401 - registers the service tables with the schema
 from api.index import write_index
+from api.nonces import NonceRegister
 from api.vault import Vault
 from api.view import LedgerView
 from consent.state import ConsentState
@@ -42,9 +44,11 @@ class Node:
         self.home = home_dir or home()
         self.reader = LogReader(self.store)
         self.view = LedgerView(self.store)
+        self.nonces = NonceRegister(self.store)
         self.vault = Vault(self.key_path("vault-master"))
         self._sequencer: Sequencer | None = None
         self._keys: dict[str, StoredKey] = {}
+        self._opening = threading.RLock()
 
     def key_path(self, name: str) -> Path:
         return self.home / "keys" / f"{name}.json"
@@ -53,7 +57,10 @@ class Node:
         """A key under SHULIAN_HOME/keys, opened once (Argon2 makes each opening cost ~0.1 s)."""
         key = self._keys.get(name)
         if key is None:
-            key = self._keys[name] = load_key(self.key_path(name), name)
+            with self._opening:  # one opening per key, however many requests ask at once
+                key = self._keys.get(name)
+                if key is None:
+                    key = self._keys[name] = load_key(self.key_path(name), name)
         return key
 
     def _ensure_key(self, name: str, role: str, *, x25519: bool = False) -> StoredKey:
@@ -67,19 +74,23 @@ class Node:
     @property
     def sequencer(self) -> Sequencer:
         if self._sequencer is None:
-            self._sequencer = Sequencer(
-                self.store,
-                self.local_key("log").signing,
-                self.reader.origin,
-                machines=lambda: [ConsentState()],
-                index=write_index,
-            )
+            log_key = self.local_key("log").signing
+            with self._opening:
+                if self._sequencer is None:
+                    self._sequencer = Sequencer(
+                        self.store,
+                        log_key,
+                        self.reader.origin,
+                        machines=lambda: [ConsentState()],
+                        index=write_index,
+                    )
         return self._sequencer
 
     def append(self, leaf: bytes) -> Receipt:
         return self.sequencer.append(leaf)
 
     def close(self) -> None:
+        self.nonces.close()
         self.store.close()
 
     def init(self, origin: str | None = None) -> bool:

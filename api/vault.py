@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,16 @@ class Vault:
         self.master_path = master_path
         self._master: bytes | None = None
         self._deks: dict[str, bytes] = {}
+        self._opening = threading.Lock()
 
     @property
     def master(self) -> bytes:
         if self._master is None:
-            if not self.master_path.exists():
-                save_secret(self.master_path, dek.new_key())
-            self._master = load_secret(self.master_path)
+            with self._opening:
+                if self._master is None:
+                    if not self.master_path.exists():
+                        save_secret(self.master_path, dek.new_key())
+                    self._master = load_secret(self.master_path)
         return self._master
 
     def _dek(self, conn: Connection, dataset: str, *, create: bool) -> bytes:

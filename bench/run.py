@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import append, build, micro, peers, proofs, verify
+from bench import append, build, micro, peers, proofs, release, verify
 
 OUT = build.OUT
 PG_ADMIN_URL = os.environ.get("SHULIAN_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -100,7 +100,12 @@ def target(figure: float | None, bound: float, *, at_most: bool = False, what: s
     return {"figure": figure, ("at_most" if at_most else "at_least"): round(bound, 3), "met": met, "what": what}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """``--only append``: the Ed25519 reference and the timed appends only (no ledgers, proofs, peers)."""
+    args = sys.argv[1:] if argv is None else argv
+    only = args[args.index("--only") + 1] if "--only" in args[:-1] else None
+    if only not in (None, "append"):
+        raise SystemExit(f"--only takes 'append', not {only!r}")
     t0 = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("SHULIAN_PASSPHRASE", "shulian-bench")
@@ -119,6 +124,14 @@ def main() -> None:
     detail = appends()
     report["append_per_s"] = {k: v["per_s"] for k, v in detail.items()}
     report["append_detail"] = detail
+    if only == "append":
+        ed_ratio = {k: v and round(v / ed, 3) for k, v in report["append_per_s"].items()}
+        report["append_ratio"] = ed_ratio
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        text = json.dumps(report, ensure_ascii=False, indent=1)
+        (OUT / "append.json").write_text(text + "\n")
+        print(text)
+        return
 
     ledgers = {}
     for size in LEDGER_SIZES:
@@ -142,6 +155,14 @@ def main() -> None:
     report["inclusion_proof_ms"] = {k: v["inclusion_p50_ms"] for k, v in proof_detail.items()}
     report["consistency_proof_ms"] = {k: v["consistency_p50_ms"] for k, v in proof_detail.items()}
     report["proof_detail"] = proof_detail
+
+    log("releases per second: a load process against `shulian serve --workers 2`")
+    with scratch() as home:
+        rel = release.release_figures(home, threads=16, seconds=20.0, workers=2)
+    report["release_per_s"] = rel["per_s"]
+    report["release_latency_ms"] = {"p50": rel["p50_ms"], "p99": rel["p99_ms"]}
+    report["release_detail"] = rel
+    log(f"  {rel}")
 
     log("tree peers at 10^5 leaves")
     report["peers"] = peers.peers(100_000)
@@ -167,6 +188,9 @@ def main() -> None:
         "inclusion_1e6_ms": target(incl[large], 2.0, at_most=True, what=f"inclusion_proof_ms[{large}]"),
         "inclusion_growth": target(
             round(incl[large] / incl[small], 3), 3.0, at_most=True, what=f"inclusion_proof_ms {large} / {small}"
+        ),
+        "release_rate": target(
+            rel["per_s"] and round(rel["per_s"] / ed, 4), 0.05, what="release_per_s / ed25519_verify_per_s"
         ),
         "peers_build": {"met": faster("build_s"), "what": "shulian build_s below merkletools and pymerkle"},
         "peers_proof": {"met": faster("proof_ms"), "what": "shulian proof_ms below merkletools and pymerkle"},
