@@ -5,6 +5,7 @@ Every command is a separate process, as people run them; errors must be one line
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -53,7 +54,7 @@ def test_citizen_and_department(server: Server, tmp_path: Path) -> None:
     _one_line_error(again, "never overwrites")
 
     subject = subject_id(world.citizen_id_number(9001), subject_secret(server.home / "subject.secret"))
-    register(server, citizen_ks, "citizen", subject=subject)
+    citizen_id = register(server, citizen_ks, "citizen", subject=subject)
     dept_id = register(server, dept_ks, "department")
 
     citizen = ["--keystore", str(citizen_ks)]
@@ -123,11 +124,16 @@ def test_citizen_and_department(server: Server, tmp_path: Path) -> None:
     ]
     shown = cli("usage", *citizen).stdout
     assert "7 entries; every inclusion proof verified" in shown and "released (decision" in shown
-    state = Path(env["SHULIAN_HOME"]) / f"client-{made['key_id']}.json"
-    assert state.exists() and json.loads(state.read_text())["size"] > 0
-
     datasets = cli("dataset", "list", *citizen).stdout
     assert "mzj.dibao" in datasets and "最低生活保障对象信息" in datasets
+
+    # the last checkpoint each key saw is kept between runs: a log that no longer extends it is refused
+    state_file = Path(env["SHULIAN_HOME"]) / f"client-{citizen_id}.json"
+    state = json.loads(state_file.read_text())
+    assert state["size"] >= grant["seq"]
+    state["root"] = base64.b64encode(bytes(32)).decode()
+    state_file.write_text(json.dumps(state))
+    _one_line_error(cli("consent", "list", *citizen, check=False), "not consistent")
 
 
 def approved_seq(proc: subprocess.CompletedProcess[str]) -> int:
