@@ -63,6 +63,12 @@ def _public_to_key_name() -> dict[str, str]:
     return names
 
 
+def _citizen_key_name(public: str) -> str | None:
+    """citizen-0001 for 市民0001 (the public name a demo citizen's key carries)."""
+    digits = public.removeprefix("市民")
+    return world.citizen_key_name(int(digits)) if digits != public and digits.isascii() and digits.isdigit() else None
+
+
 @dataclass
 class DemoKeys:
     """The demo city's private keys (one encrypted keystore); the last key of a name is its current one.
@@ -91,11 +97,11 @@ class DemoKeys:
             with self.node.view.read() as (registry, _):
                 for k in spares:
                     rec = registry.keys.get(k.key_id)
-                    if rec is None:
+                    name = None if rec is None else public.get(rec.name) or _citizen_key_name(rec.name)
+                    if rec is None or name is None:
                         self.spares.append(k)
                         continue
-                    k.name = public.get(rec.name) or world.citizen_key_name(int(rec.name.removeprefix("市民")))
-                    k.role = rec.role
+                    k.name, k.role = name, rec.role
                     self.keys.append(k)
                     self.dirty = True
         return self
