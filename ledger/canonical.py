@@ -91,6 +91,19 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def parse_canonical(data: bytes) -> Any:
     """Parse ``data`` and require that it is exactly the canonical form of what it holds."""
     try:
+        # Fast path: the plain C parser, then the round trip. Whatever it lets through is what the
+        # strict parse below accepts (a duplicate key, a float, a constant or a non-UTF-8 byte never
+        # re-encodes to the same bytes); anything else goes through the strict parse for its message.
+        value = json.loads(data)
+        if canonical_bytes(value) == data:
+            return value
+    except (ValueError, RecursionError, CanonicalError):
+        pass
+    return _parse_canonical_strict(data)
+
+
+def _parse_canonical_strict(data: bytes) -> Any:
+    try:
         text = data.decode("utf-8")
         value = json.loads(
             text,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -49,10 +49,15 @@ class Envelope:
     body: dict[str, Any]
     sig: bytes
     leaf: bytes
+    at: datetime | None = field(default=None, compare=False, repr=False)  # ``ts`` parsed, when known
 
     @property
     def time(self) -> datetime:
-        return parse_ts(self.ts)
+        at = self.at
+        if at is None:
+            at = parse_ts(self.ts)
+            object.__setattr__(self, "at", at)  # a cache of a pure function of ``ts``
+        return at
 
     def signed_bytes(self) -> bytes:
         """The bytes the signature covers: the canonical envelope without ``sig``."""
@@ -85,7 +90,7 @@ def parse_envelope(leaf: bytes) -> Envelope:
         raise EnvelopeError(f"entry version {value['v']!r} is not {VERSION}")
     if not isinstance(value["type"], str) or value["type"] not in ENTRY_TYPES:
         raise EnvelopeError(f"entry type {value['type']!r} is unknown")
-    parse_ts(value["ts"])
+    at = parse_ts(value["ts"])
     if not is_key_id(value["actor"]):
         raise EnvelopeError("actor is not a key id (32 lowercase hex digits)")
     if not isinstance(value["body"], dict):
@@ -99,7 +104,7 @@ def parse_envelope(leaf: bytes) -> Envelope:
         raise EnvelopeError("sig is not base64") from exc
     if len(sig) != 64 or base64.b64encode(sig).decode() != sig_text:
         raise EnvelopeError("sig is not a base64 Ed25519 signature")
-    return Envelope(value["type"], value["ts"], value["actor"], value["body"], sig, leaf)
+    return Envelope(value["type"], value["ts"], value["actor"], value["body"], sig, leaf, at)
 
 
 def sign_envelope(

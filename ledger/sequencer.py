@@ -274,8 +274,11 @@ class Sequencer:
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             with self.store.writer() as conn:
-                found = Store.head(conn)
-                head = found[0] if found else None
+                head = self._head
+                if head is None or Store.head_position(conn) != (head.height, head.tree_size):
+                    # Another writer sealed a block since ours (or nothing is cached): read its head.
+                    found = Store.head(conn)
+                    head = found[0] if found else None
                 size = head.tree_size if head else 0
                 if size != self._size:
                     self._sync(conn, size, head)

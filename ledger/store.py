@@ -140,6 +140,12 @@ class Store:
         return parse_header(json.loads(row[0])), row[1]
 
     @staticmethod
+    def head_position(conn: Connection) -> tuple[int, int] | None:
+        """(height, tree_size) of the newest block, or None before the first: the cheap check for a new head."""
+        row = conn.exec_driver_sql(_HEAD_POSITION).first()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    @staticmethod
     def nodes(conn: Connection, wanted: Iterable[Node]) -> dict[Node, bytes]:
         keys = sorted(set(wanted))
         if not keys:
@@ -162,9 +168,14 @@ class Store:
 
     @staticmethod
     def seqs_of_hashes(conn: Connection, hashes: list[bytes]) -> dict[bytes, int]:
-        e = schema.entries
-        rows = conn.execute(select(e.c.leaf_hash, e.c.seq).where(e.c.leaf_hash.in_(hashes))).all()
-        return {bytes(r[0]): r[1] for r in rows}
+        """``{leaf hash: seq}`` for those of ``hashes`` already on the ledger (one index search each)."""
+        out: dict[bytes, int] = {}
+        mark = "?" if conn.dialect.name == "sqlite" else "%s"
+        for i in range(0, len(hashes), 500):
+            chunk = hashes[i : i + 500]
+            rows = conn.exec_driver_sql(_hashes_sql(mark, len(chunk)), tuple(chunk)).all()
+            out.update({bytes(r[0]): r[1] for r in rows})
+        return out
 
     @staticmethod
     def entries_of_types(conn: Connection, types: Iterable[str], after: int) -> list[tuple[int, bytes]]:
@@ -264,3 +275,12 @@ class Store:
 def _insert_sql(dialect: str, table: str, columns: tuple[str, ...]) -> str:
     mark = "?" if dialect == "sqlite" else "%s"
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"  # noqa: S608
+
+
+_HEAD_POSITION = f"SELECT height, tree_size FROM {schema.blocks.name} ORDER BY height DESC LIMIT 1"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=64)
+def _hashes_sql(mark: str, count: int) -> str:
+    marks = ", ".join([mark] * count)
+    return f"SELECT leaf_hash, seq FROM {schema.entries.name} WHERE leaf_hash IN ({marks})"  # noqa: S608
