@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-import api.auth
 import api.services
 from api.client import ClientError, Release
+from api.nonces import NonceRegister
 from consent.decision import DENY_REASONS
 from consent.errors import ReleaseError
 from consent.masking import mask
@@ -112,19 +112,19 @@ def _requester_key_invalid(w: World) -> tuple[Callable[[], Any], str]:
     """Revoked after the request was authenticated, before it is decided (see the HTTP-only test below)."""
     gjj = w.depts["gjj"].key_id
     revoke = sign_envelope(w.admin.signing, "identity.revoke", {"key_id": gjj})
-    original = api.auth.remember_nonce
+    original = NonceRegister.remember
 
-    def revoke_after_auth(node: Any, nonce: str, key_id: str, created: int) -> None:
-        original(node, nonce, key_id, created)
+    def revoke_after_auth(register: NonceRegister, nonce: str, key_id: str, created: int) -> None:
+        original(register, nonce, key_id, created)
         if key_id == gjj:
-            node.append(revoke)
+            w.node.append(revoke)
 
     def call() -> Any:
-        api.auth.remember_nonce = revoke_after_auth  # the server runs in this process
+        NonceRegister.remember = revoke_after_auth  # type: ignore[method-assign]  # the server runs in this process
         try:
             return ask(w, "gjj", ["monthly_allowance"], purpose=DUTY_PURPOSE)
         finally:
-            api.auth.remember_nonce = original
+            NonceRegister.remember = original  # type: ignore[method-assign]
 
     return call, "gjj"
 
