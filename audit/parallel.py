@@ -8,8 +8,8 @@ has seen: keys reach it with each chunk (only those added since its last chunk) 
 entries in its own chunks. An entry whose key it does not know yet comes back unverified and this
 process verifies it. At most ``workers × depth`` chunks are in flight, so memory stays flat.
 
-The first ``threshold`` entries are always checked in this process, so a small ledger never pays for
-starting processes.
+A small ledger never pays for starting processes: given its size, ``verify_streams`` starts workers
+only from ``threshold`` entries on; not knowing it, the first ``threshold`` entries are checked here.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from multiprocessing.context import SpawnProcess
 from types import TracebackType
 from typing import Any
 
-from audit.errors import AuditError, BlockSourceError, EntrySourceError, WorkerError
+from audit.errors import BlockSourceError, EntrySourceError, WorkerError
 from audit.verifier import (
     CheckedBlock,
     CheckedEntry,
@@ -423,4 +423,4 @@ def verify_streams(
         return verifier.run(feed.entries(), feed.blocks(), progress)
 
 
-__all__ = ["DEFAULT_THRESHOLD", "AuditError", "ParallelFeed", "check_entry_chunk", "default_workers", "verify_streams"]
+__all__ = ["DEFAULT_THRESHOLD", "ParallelFeed", "check_entry_chunk", "default_workers", "verify_streams"]

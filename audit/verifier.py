@@ -281,11 +281,11 @@ class LedgerVerifier:
         self._prev = GENESIS_PREV
         self._prev_time: datetime | None = None
         self._prev_time_text = ""
-        # Leaf hash fingerprints by ts second, for duplicates: a duplicate has the same ts, and a ts
-        # earlier than the current block's earliest allowed time can never be sealed again, so older
-        # buckets are dropped. A fingerprint is the hash's first 128 bits as an int (48 bytes, not 72):
-        # two different leaves alike in them would take ~2**64 work, the strength of the key ids.
-        self._seen: dict[str, set[int]] = {}
+        # For duplicates, the first 128 bits of each leaf hash (two different leaves alike in them would
+        # take ~2**64 work, the strength of the key ids), packed 16 bytes each into byte strings, by ts
+        # second and then by their first byte. A duplicate has the same ts, and a ts earlier than the
+        # current block's earliest allowed time can never be sealed again, so older seconds are dropped.
+        self._seen: dict[str, dict[int, bytearray]] = {}
         self._seen_order: list[str] = []
         self._used = False
 
@@ -425,13 +425,16 @@ class LedgerVerifier:
                     raise _entry_fault(n, str(exc)) from exc
                 verified = True
         ts = env.ts
-        bucket_key = ts[:19]
-        bucket = self._seen.get(bucket_key)
-        fingerprint = int.from_bytes(digest[:16], "little")
+        second = ts[:19]
+        bucket = self._seen.get(second)
         if bucket is None:
-            bucket = self._seen[bucket_key] = set()
-            heapq.heappush(self._seen_order, bucket_key)
-        elif fingerprint in bucket:
+            bucket = self._seen[second] = {}
+            heapq.heappush(self._seen_order, second)
+        fingerprint = digest[:16]
+        packed = bucket.get(digest[0])
+        if packed is None:
+            packed = bucket[digest[0]] = bytearray()
+        elif _holds(packed, fingerprint):
             raise _entry_fault(n, f"duplicate: the same leaf (hash {_b64(digest)}) is already on the ledger")
         # The fixed-width ASCII format orders as text; entry_time_fits decides everything else.
         if not (ts.isascii() and earliest <= ts <= latest) and not entry_time_fits(ts, block_time):
@@ -455,8 +458,16 @@ class LedgerVerifier:
             if new is not None:
                 self.key_log.append(new)
         self.tree.append(digest)
-        bucket.add(fingerprint)
+        packed += fingerprint
         self.size = n + 1
+
+
+def _holds(packed: bytearray, fingerprint: bytes) -> bool:
+    """Whether ``packed`` (16-byte records) holds ``fingerprint`` as one of its records."""
+    at = packed.find(fingerprint)
+    while at > 0 and at % 16:
+        at = packed.find(fingerprint, at + 1)
+    return at >= 0
 
 
 def verify_ledger(

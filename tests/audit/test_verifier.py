@@ -484,3 +484,14 @@ def test_verifier_module_imports_no_database_or_web_code() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_packed_fingerprints_match_whole_records_only() -> None:
+    from audit.verifier import _holds
+
+    a, b = bytes(range(16)), bytes(range(16, 32))
+    packed = bytearray(a + b)
+    assert _holds(packed, a) and _holds(packed, b)
+    assert not _holds(packed, bytes(range(8, 24)))  # straddles two records
+    assert not _holds(bytearray(), a)
+    assert _holds(bytearray(bytes(range(8, 24)) + a), a)
