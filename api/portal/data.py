@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -94,33 +94,56 @@ def objection_resolutions(node: Node, *, subject: str) -> list[int]:
         return sorted(o.resolved_seq for o in found if o.resolved_seq is not None)
 
 
-def _bucket(at: datetime, unit: str) -> str:
-    if unit == "day":
-        return at.strftime("%Y-%m-%d")
-    return at.strftime("%Y-%m-%dT%H:00")
+# Bucket widths for the charts, finest first: the first that spans the data in at most MAX_BUCKETS wins.
+STEPS = (
+    ("1s", 1),
+    ("10s", 10),
+    ("1min", 60),
+    ("10min", 600),
+    ("1h", 3600),
+    ("1d", 86400),
+    ("7d", 7 * 86400),
+    ("30d", 30 * 86400),
+    ("365d", 365 * 86400),
+)
+MAX_BUCKETS = 48
+
+
+def _step(times: list[datetime]) -> tuple[str, int]:
+    if not times:
+        return STEPS[4]
+    span = (max(times) - min(times)).total_seconds()
+    return next((s for s in STEPS if span / s[1] < MAX_BUCKETS), STEPS[-1])
+
+
+def _start(at: datetime, width: int) -> int:
+    return int(at.timestamp()) // width * width
 
 
 def usage_stats(node: Node) -> dict[str, Any]:
     """Decisions (allow, deny) and releases over time, with totals and deny reasons, from the derived state.
 
-    The bucket is an hour when everything happened within three days, else a day (UTC).
+    Buckets are as fine as lets at most ``MAX_BUCKETS`` of them span the data (one second to a year),
+    and every bucket from the first to the last is listed, empty ones too, so the time axis is even.
     """
     with node.view.read() as (_, state):
         decisions = [(d.at, d.entry.outcome, tuple(d.entry.reasons)) for d in state.decisions.values()]
         released = [state.decisions[r.release.decision].at for r in state.releases.values()]
-    times = [d[0] for d in decisions]
-    unit = "hour" if not times or max(times) - min(times) <= timedelta(days=3) else "day"
-    rows: dict[str, Counter[str]] = {}
+    unit, width = _step([d[0] for d in decisions])
+    rows: dict[int, Counter[str]] = {}
     reasons: Counter[str] = Counter()
     for at, outcome, why in decisions:
-        rows.setdefault(_bucket(at, unit), Counter())[outcome] += 1
+        rows.setdefault(_start(at, width), Counter())[outcome] += 1
         if outcome != "allow":
             reasons.update(why)
     for at in released:
-        rows.setdefault(_bucket(at, unit), Counter())["release"] += 1
-    buckets = [
-        {"t": t, "allow": c["allow"], "deny": c["deny"], "release": c["release"]} for t, c in sorted(rows.items())
-    ]
+        rows.setdefault(_start(at, width), Counter())["release"] += 1
+    buckets = []
+    if rows:
+        for t in range(min(rows), max(rows) + width, width):
+            c = rows.get(t, Counter())
+            when = datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            buckets.append({"t": when, "allow": c["allow"], "deny": c["deny"], "release": c["release"]})
     return {
         "unit": unit,
         "buckets": buckets,

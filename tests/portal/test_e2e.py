@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,12 @@ PURPOSE = "住房保障资格审核"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
+def for_docs() -> bool:
+    return os.environ.get("SHULIAN_PORTAL_SCREENSHOTS") == "docs"
+
+
 def shoot(page: Any, name: str, tmp_path: Path) -> None:
-    target = DOCS if os.environ.get("SHULIAN_PORTAL_SCREENSHOTS") == "docs" else tmp_path
+    target = DOCS if for_docs() else tmp_path
     target.mkdir(exist_ok=True)
     page.screenshot(path=str(target / f"portal-{name}.png"), full_page=True)
 
@@ -143,6 +149,9 @@ def test_consent_use_revoke_deny_and_tampering(browser: Any, portal: PortalServe
 
 
 def test_auditor_verifies_the_chain(browser: Any, portal: PortalServer, tmp_path: Path) -> None:
+    if for_docs():  # charts with something in them for the README
+        cmd = [sys.executable, "-m", "api.cli", "simulate", "--events", "400", "--seed", "5"]
+        subprocess.run(cmd, env=portal.env, check=True, capture_output=True, timeout=300)
     page = open_page(browser, portal.url + "/audit")
     page.wait_for_selector('#cp-verdict[data-state="verified"]', timeout=30_000)
     demo_sign_in(page, "auditor-sjj")
@@ -156,6 +165,9 @@ def test_auditor_verifies_the_chain(browser: Any, portal: PortalServer, tmp_path
 
 
 def test_home_in_english_on_a_phone(browser: Any, portal: PortalServer, tmp_path: Path) -> None:
+    desktop = open_page(browser, portal.url + "/")
+    desktop.wait_for_selector("#demo-signin:not([hidden])", timeout=30_000)
+    shoot(desktop, "home", tmp_path)
     page = open_page(browser, portal.url + "/?lang=en", width=390)
     page.wait_for_selector("#demo-signin:not([hidden])", timeout=30_000)
     assert page.locator("html").get_attribute("lang") == "en"

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from api import world
 from api.app import create_app
 from api.node import Node
+from api.portal.data import STEPS
 from api.portal.pages import LANGS, PAGES, PORTAL_DIR, catalogue, render_page
 from consent.decision import DENY_REASONS
 from keys.roles import ROLES
@@ -52,6 +53,7 @@ def test_catalogues_have_the_same_keys_and_every_string_used() -> None:
     needed |= {f"status.{s}" for s in ("live", "revoked", "expired", "not_yet_valid", "exhausted")}
     needed |= {f"field.{name}" for ds in world.DATASETS for name, _ in ds.fields}
     needed |= {f"objection.{s}" for s in ("open", "corrected", "rejected")}
+    needed |= {f"chart.unit.{unit}" for unit, _ in STEPS}
     assert needed - set(zh) == set()
     assert all(v.strip() for v in zh.values()) and all(v.strip() for v in en.values())
 

@@ -53,7 +53,6 @@ async function loadCheckpoint() {
 
 async function loadCharts() {
   const stats = await ctx.api.get("/portal/api/stats");
-  const unitLabel = t(`chart.unit.${stats.unit}`);
   fill("totals",
     h("div", { class: "total allow" }, h("strong", {}, String(stats.totals.allow)), h("span", {}, t("audit.charts.allow"))),
     h("div", { class: "total deny" }, h("strong", {}, String(stats.totals.deny)), h("span", {}, t("audit.charts.deny"))),
@@ -63,11 +62,11 @@ async function loadCharts() {
     fill("chart-releases", empty(t("audit.charts.none")));
   } else {
     fill("chart-decisions", barChart({
-      buckets: stats.buckets, unitLabel, title: t("audit.charts.decisions"),
+      buckets: stats.buckets, unit: stats.unit, title: t("audit.charts.decisions"),
       series: [{ key: "allow", label: t("audit.charts.allow"), cls: "s-allow" }, { key: "deny", label: t("audit.charts.deny"), cls: "s-deny" }],
     }));
     fill("chart-releases", barChart({
-      buckets: stats.buckets, unitLabel, title: t("audit.charts.releases"),
+      buckets: stats.buckets, unit: stats.unit, title: t("audit.charts.releases"),
       series: [{ key: "release", label: t("audit.charts.release"), cls: "s-release" }],
     }));
   }
@@ -179,9 +178,10 @@ function entryItem(c) {
   const mark = badge();
   if (c.ok) mark.verified(); else mark.failed(c.error);
   return h("li", { class: "entry", "data-seq": e.seq },
-    h("div", { class: "row" }, h("strong", {}, `#${e.seq} · ${t(`type.${e.type}`)}`), mark),
-    h("p", { class: "small muted" }, `${when(e.ts)} · ${ctx.dir.name(e.actor)}`),
-    h("details", {}, h("summary", {}, t("audit.entries.body")), h("pre", { class: "code" }, JSON.stringify(e.body, null, 2))));
+    h("details", {},
+      h("summary", {}, h("strong", {}, `#${e.seq} · ${t(`type.${e.type}`)}`),
+        h("span", { class: "small muted" }, ` · ${when(e.ts)} · ${ctx.dir.name(e.actor)} `), mark),
+      h("pre", { class: "code" }, JSON.stringify(e.body, null, 2))));
 }
 
 async function showEntries(after) {

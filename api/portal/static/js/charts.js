@@ -1,7 +1,7 @@
 // Bar charts as inline SVG (no library): stacked series per time bucket, with a data table beside
 // them for screen readers and anyone who prefers numbers.
 
-import { h, svg, t } from "./ui.js";
+import { h, lang, svg, t } from "./ui.js";
 
 let serial = 0;
 
@@ -12,8 +12,20 @@ function niceMax(n) {
   return 10 * pow;
 }
 
+const SUB_DAY = new Set(["1s", "10s", "1min", "10min", "1h"]);
+
+/** A bucket's label in local time: the time of day for buckets shorter than a day, else the date. */
+export function bucketLabel(iso, unit) {
+  const d = new Date(iso);
+  if (!SUB_DAY.has(unit)) return d.toLocaleDateString(lang);
+  const seconds = unit === "1s" || unit === "10s";
+  return d.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit", second: seconds ? "2-digit" : undefined, hour12: false });
+}
+
 /** buckets: [{t, key: n, …}], series: [{key, label, cls}] → a <div> holding the SVG and a table. */
-export function barChart({ buckets, series, title, unitLabel }) {
+export function barChart({ buckets, series, title, unit }) {
+  const unitLabel = t(`chart.unit.${unit}`);
+  const label = (b) => bucketLabel(b.t, unit);
   const id = `chart${++serial}`;
   const W = 640;
   const H = 220;
@@ -38,21 +50,21 @@ export function barChart({ buckets, series, title, unitLabel }) {
       const v = b[s.key] || 0;
       if (!v) continue;
       parts.push(svg("rect", { x, y: y(base + v), width: barW, height: y(base) - y(base + v), class: s.cls },
-        svg("title", {}, `${b.t} · ${s.label}: ${v}`)));
+        svg("title", {}, `${label(b)} · ${s.label}: ${v}`)));
       base += v;
     }
   });
   const labelEvery = Math.max(1, Math.ceil(buckets.length / 6));
   buckets.forEach((b, i) => {
     if (i % labelEvery !== 0 && i !== buckets.length - 1) return;
-    parts.push(svg("text", { x: pad.left + i * slot + slot / 2, y: H - pad.bottom + 16, class: "axis", "text-anchor": "middle" }, b.t.replace("T", " ")));
+    parts.push(svg("text", { x: pad.left + i * slot + slot / 2, y: H - pad.bottom + 16, class: "axis", "text-anchor": "middle" }, label(b)));
   });
   parts.push(svg("line", { x1: pad.left, x2: W - pad.right, y1: y(0), y2: y(0), class: "baseline" }));
   const legend = h("ul", { class: "legend" }, series.map((s) => h("li", {}, h("span", { class: `swatch ${s.cls}`, "aria-hidden": "true" }), s.label)));
   const table = h("details", { class: "chart-table" }, h("summary", {}, t("chart.table")),
     h("div", { class: "table-wrap" }, h("table", { class: "table" },
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, unitLabel), series.map((s) => h("th", { scope: "col" }, s.label)))),
-      h("tbody", {}, buckets.map((b) => h("tr", {}, h("th", { scope: "row" }, b.t.replace("T", " ")), series.map((s) => h("td", {}, String(b[s.key] || 0)))))))));
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("chart.period")), series.map((s) => h("th", { scope: "col" }, s.label)))),
+      h("tbody", {}, buckets.map((b) => h("tr", {}, h("th", { scope: "row" }, `${new Date(b.t).toLocaleString(lang)}`), series.map((s) => h("td", {}, String(b[s.key] || 0)))))))));
   const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": `${id}-title ${id}-desc`, class: "chart-svg" }, parts);
   return h("div", {}, chart, legend, table);
 }
