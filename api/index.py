@@ -7,7 +7,6 @@ and reports any row that differs.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from consent.state import ConsentState, GrantState
 from ledger.canonical import canonical_bytes
 from ledger.envelope import Envelope
 from ledger.machine import StateMachine
+from ledger.store import Store
 from ledger.timefmt import format_ts
 
 
@@ -79,20 +79,10 @@ def write_index(conn: Connection, applied: list[tuple[int, Envelope]], machines:
     touched = _touched(state, applied)
     if not touched:
         return
-    # One driver-level upsert (SQLite and PostgreSQL both take ON CONFLICT … DO UPDATE): no per-row
+    # A driver-level upsert (SQLite and PostgreSQL both take ON CONFLICT … DO UPDATE): no per-row
     # SQLAlchemy compilation on the commit path, and no DELETE for the new grants (most of them).
     rows = [tuple(row[c] for c in COLUMNS) for row in (grant_row(state.grants[s]) for s in sorted(touched))]
-    conn.exec_driver_sql(_upsert_sql(conn.dialect.name), rows)
-
-
-@functools.cache
-def _upsert_sql(dialect: str) -> str:
-    mark = "?" if dialect == "sqlite" else "%s"
-    update = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
-    return (
-        f"INSERT INTO {consent_index.name} ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))}) "  # noqa: S608
-        f"ON CONFLICT ({COLUMNS[0]}) DO UPDATE SET {update}"
-    )
+    Store.insert_rows(conn, consent_index, COLUMNS, rows, upsert=COLUMNS[0])
 
 
 def expected_rows(state: ConsentState) -> list[dict[str, Any]]:

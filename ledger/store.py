@@ -7,8 +7,10 @@ IMMEDIATE``, PostgreSQL ``pg_advisory_xact_lock``). Reads never take the writer 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -261,20 +263,59 @@ class Store:
             conn.execute(table.insert(), rows)
 
     @staticmethod
-    def insert_rows(conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Insert positional ``rows`` with one driver-level ``executemany`` (the append hot path).
+    def insert_rows(
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        upsert: str | None = None,
+    ) -> None:
+        """Insert positional ``rows`` at the driver level (the append hot path).
 
         Skips SQLAlchemy's per-row compilation and type processing; values must already be what the
-        driver takes (int, str, bytes). psycopg 3 runs ``executemany`` in pipeline mode.
+        driver takes (int, str, bytes). psycopg 3 runs ``executemany`` in pipeline mode. With
+        ``upsert`` (a unique column), a row whose key exists replaces the other columns of that row
+        (``ON CONFLICT … DO UPDATE``: not for the append-only tables, whose triggers refuse it).
         """
-        if rows:
-            conn.exec_driver_sql(_insert_sql(conn.dialect.name, table.name, tuple(columns)), list(rows))
+        if not rows:
+            return
+        cols = tuple(columns)
+        if conn.dialect.name != "sqlite":
+            conn.exec_driver_sql(_insert_sql(conn.dialect.name, table.name, cols, 1, upsert), list(rows))
+            return
+        # SQLite: multi-row VALUES statements, a power of two rows each (a handful of distinct
+        # statements, all in the driver's statement cache). ``executemany`` steps once per row and
+        # releases the GIL around every step: the committing thread then queues for the GIL behind
+        # the submitter threads once per row, which cost more than the commit's own CPU.
+        per = _rows_per_statement(len(columns))
+        pos = 0
+        while pos < len(rows):
+            n = min(per, 1 << ((len(rows) - pos).bit_length() - 1))
+            sql = _insert_sql("sqlite", table.name, cols, n, upsert)
+            conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(rows[pos : pos + n])))
+            pos += n
+
+
+# Host parameters per statement: 32766 since SQLite 3.32, 999 before.
+_SQLITE_MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+
+
+def _rows_per_statement(columns: int) -> int:
+    """The largest power of two of rows whose parameters fit one statement, at most 1024."""
+    fit = min(1024, _SQLITE_MAX_PARAMS // columns)
+    return 1 << (fit.bit_length() - 1)
 
 
 @functools.cache
-def _insert_sql(dialect: str, table: str, columns: tuple[str, ...]) -> str:
+def _insert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int = 1, upsert: str | None = None) -> str:
     mark = "?" if dialect == "sqlite" else "%s"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"  # noqa: S608
+    one = f"({', '.join([mark] * len(columns))})"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}"  # noqa: S608
+    if upsert is not None:
+        update = ", ".join(f"{c} = excluded.{c}" for c in columns if c != upsert)
+        sql += f" ON CONFLICT ({upsert}) DO UPDATE SET {update}"
+    return sql
 
 
 _HEAD_POSITION = f"SELECT height, tree_size FROM {schema.blocks.name} ORDER BY height DESC LIMIT 1"  # noqa: S608
