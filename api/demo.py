@@ -939,7 +939,8 @@ class Simulation:
 
     def objection_file(self) -> str | None:
         with self.node.view.read() as (_, state):
-            subject = self.pick(sorted(self.subjects))
+            names = {name: subject for subject, name in self.subjects.items()}
+            subject = names[self.pick(sorted(names))]
             recs = [r for r in state.records_of_subject(subject) if self.person_of(r) is not None]
             if not recs:
                 return None
