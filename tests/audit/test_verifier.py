@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -255,18 +256,18 @@ def test_entries_end_inside_a_block() -> None:
 def test_source_errors_name_the_position() -> None:
     chain = standard_chain()
 
-    def entries() -> list[RawEntry] | object:
+    def entries() -> Iterator[RawEntry]:
         yield from chain.entries()[:6]
         raise EntrySourceError("export line 8 is not JSON")
 
-    def blocks() -> object:
+    def blocks() -> Iterator[RawBlock]:
         yield from chain.blocks[:2]
         raise BlockSourceError("export line 14 is not a block line")
 
     verifier = LedgerVerifier(chain.vkey, ORIGIN)
-    assert verifier.verify(entries(), chain.blocks).message == "seq 6: export line 8 is not JSON"  # type: ignore[arg-type]
+    assert verifier.verify(entries(), chain.blocks).message == "seq 6: export line 8 is not JSON"
     verifier = LedgerVerifier(chain.vkey, ORIGIN)
-    assert verifier.verify(chain.entries(), blocks()).message == "block 2: export line 14 is not a block line"  # type: ignore[arg-type]
+    assert verifier.verify(chain.entries(), blocks()).message == "block 2: export line 14 is not a block line"
 
 
 # -- blocks -------------------------------------------------------------------------------------
