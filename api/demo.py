@@ -939,8 +939,8 @@ class Simulation:
 
     def objection_file(self) -> str | None:
         with self.node.view.read() as (_, state):
-            names = {name: subject for subject, name in self.subjects.items()}
-            subject = names[self.pick(sorted(names))]
+            by_name = {name: subject for subject, name in self.subjects.items()}
+            subject = by_name[self.pick(sorted(by_name))]
             recs = [r for r in state.records_of_subject(subject) if self.person_of(r) is not None]
             if not recs:
                 return None
