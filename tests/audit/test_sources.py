@@ -184,13 +184,21 @@ def test_progress_bar_goes_to_stderr(sqlite_node: Node, capsys: pytest.CaptureFi
 
 
 def test_changed_leaf_byte(sqlite_node: Node) -> None:
-    leaf = leaf_at(sqlite_node, 100)
-    at = leaf.index(b'"body":{') + 20
-    changed = leaf[:at] + bytes([leaf[at] ^ 0x01]) + leaf[at + 1 :]
-    tamper(sqlite_node, ("UPDATE entries SET leaf = ? WHERE seq = 100", (changed,)))
+    seq = next(s for s in range(100, 200) if b'"record":"rec-' in leaf_at(sqlite_node, s))
+    leaf = leaf_at(sqlite_node, seq)
+    at = leaf.index(b'"record":"rec-') + len(b'"record":"r')
+    changed = leaf[:at] + b"f" + leaf[at + 1 :]  # "rec-…" becomes "rfc-…": still canonical JSON
+    tamper(sqlite_node, ("UPDATE entries SET leaf = ? WHERE seq = ?", (changed, seq)))
     result = verify_database(sqlite_node.store, progress=False)
-    assert result.message.startswith("seq 100: ")
-    assert result.seq == 100 and result.entries == 100
+    assert result.message == f"seq {seq}: signature does not verify"
+    assert (result.ok, result.seq, result.entries) == (False, seq, seq)
+
+
+def test_changed_leaf_byte_breaking_the_json(sqlite_node: Node) -> None:
+    leaf = leaf_at(sqlite_node, 100)
+    changed = leaf[:-1] + b"]"
+    tamper(sqlite_node, ("UPDATE entries SET leaf = ? WHERE seq = 100", (changed,)))
+    assert verify_database(sqlite_node.store, progress=False).message.startswith("seq 100: not JSON: ")
 
 
 def test_bad_signature(sqlite_node: Node) -> None:
