@@ -178,3 +178,39 @@ def test_home_in_english_on_a_phone(browser: Any, portal: PortalServer, tmp_path
     page.goto(portal.url + "/?lang=zh-CN")
     assert page.locator("html").get_attribute("lang") == "zh-CN"
     assert page.errors == []
+
+
+def test_sign_in_with_files_and_new_keys(browser: Any, portal: PortalServer) -> None:
+    """A keystore file (wrong then right passphrase), and a key made in the browser that is not registered."""
+    page = open_page(browser, portal.url + "/citizen")
+    page.wait_for_selector("#signin:not([hidden])", timeout=30_000)
+    doc = httpx.post(portal.url + "/portal/demo/sign-in", json={"name": "citizen-0005"}, timeout=30).json()
+    upload = {
+        "name": "citizen-0005.json",
+        "mimeType": "application/json",
+        "buffer": json.dumps(doc["keystore"]).encode(),
+    }
+
+    page.set_input_files("#keystore-file", files=[upload])
+    page.fill("#keystore-pass", "not the passphrase")
+    page.click('#keystore-form button[type="submit"]')
+    page.wait_for_selector("#status .alert-error", timeout=30_000)
+    assert "口令不对" in page.inner_text("#status") and "请检查口令后重试" in page.inner_text("#status")
+
+    page.fill("#keystore-pass", doc["passphrase"])
+    page.click('#keystore-form button[type="submit"]')
+    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    assert "市民0005" in page.inner_text("#who")
+
+    page.click("#signout")
+    page.wait_for_selector("#signin:not([hidden])", timeout=30_000)
+    page.select_option("#newkey-role", "citizen")
+    page.fill("#newkey-name", "新市民")
+    page.click('#newkey-form button[type="submit"]')
+    page.wait_for_selector("#unregistered:not([hidden])", timeout=30_000)
+    key_id = page.inner_text("#unreg-keyid").strip()
+    body = json.loads(page.inner_text("#unreg-body"))
+    assert body["type"] == "identity.register"
+    assert body["body"]["key_id"] == key_id and body["body"]["role"] == "citizen" and body["body"]["name"] == "新市民"
+    assert len(base64.b64decode(body["body"]["ed25519"])) == 32
+    assert page.errors == []

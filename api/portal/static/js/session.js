@@ -36,6 +36,10 @@ function showUnregistered(identity, onRetry) {
     }
   };
   byId("unreg-retry").onclick = onRetry;
+  byId("unreg-other").onclick = async () => {
+    await clearIdentity();
+    location.reload();
+  };
 }
 
 function setWho(identity, me) {

@@ -123,7 +123,7 @@ export const short = (text, n = 12) => (text && text.length > n ? `${text.slice(
 
 /** A verification badge, updated in place: pending → verified | failed (with the reason). */
 export function badge() {
-  const el = h("span", { class: "badge", "data-state": "pending", role: "status" }, t("verify.pending"));
+  const el = h("span", { class: "badge", "data-state": "pending" }, t("verify.pending"));
   el.verified = (text = t("verify.ok")) => {
     el.dataset.state = "verified";
     el.textContent = `✓ ${text}`;
