@@ -74,11 +74,10 @@ def _wanted() -> list[tuple[str, str, str]]:
 
 
 def _person_name(name: str) -> str | None:
-    person = getattr(world, "person", None)
-    if person is None or not name.startswith("citizen-"):
+    """The synthetic person behind a demo citizen's key (shown in the demo list only)."""
+    if not name.startswith("citizen-"):
         return None
-    found: Any = person(int(name.removeprefix("citizen-")))
-    return str(found.name)
+    return world.person(int(name.removeprefix("citizen-"))).name
 
 
 def demo_identities(node: Node) -> list[DemoIdentity]:

@@ -205,10 +205,7 @@ def test_sealed_box_opens_what_pynacl_seals(page: Any) -> None:
 def test_release_commitment(page: Any) -> None:
     spec = next(d for d in world.DATASETS if d.dataset == "mzj.dibao")
     dataset = parse_dataset(spec.body("0" * 32))
-    values = world.record_values("mzj.dibao", world.person(3)) if hasattr(world, "person") else {
-        "name": "王小明", "id_number": "330106199001011234", "household_size": 3, "monthly_allowance": 2710,
-        "approved_on": "2024-03-01", "address": "浙江省杭州市西湖区文三路1号", "phone": "13800001111",
-    }  # fmt: skip
+    values = world.record_values("mzj.dibao", world.person(3))
     made = commit_record(dataset, values)
     items = disclose(dataset, values, made.salts, {"name": "masked", "household_size": "full"})
     payload = build_release(900, 800, "mzj.dibao", "mzj-db-000003", "sub:x", made.root, items)
