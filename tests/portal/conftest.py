@@ -113,11 +113,13 @@ def browser() -> Iterator[Any]:
 
 
 def open_page(browser: Any, url: str, *, width: int = 1200, **context: Any) -> Any:
-    """A page in a fresh context (its own IndexedDB and localStorage); page errors fail the test."""
+    """A page in a fresh context (its own IndexedDB and localStorage); ``page.errors`` collects uncaught
+    errors and Content-Security-Policy violations, which the tests require to stay empty."""
     ctx = browser.new_context(viewport={"width": width, "height": 900}, **context)
     page = ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     page.errors = errors
     page.goto(url)
     return page

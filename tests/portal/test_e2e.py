@@ -214,3 +214,25 @@ def test_sign_in_with_files_and_new_keys(browser: Any, portal: PortalServer) -> 
     assert body["body"]["key_id"] == key_id and body["body"]["role"] == "citizen" and body["body"]["name"] == "新市民"
     assert len(base64.b64decode(body["body"]["ed25519"])) == 32
     assert page.errors == []
+
+
+def test_narrowing_a_consent(browser: Any, portal: PortalServer) -> None:
+    """Narrow: a smaller new grant is signed, then the old one revoked; both shown verified."""
+    page = open_page(browser, portal.url + "/citizen")
+    demo_sign_in(page, "citizen-0007")
+    page.locator(f'form.option-form[data-dataset="{DATASET}"] button[type="submit"]').click()
+    old = page.locator('li.grant[data-status="live"]')
+    old.locator('.badge[data-state="verified"]').wait_for(timeout=30_000)
+    old_seq = old.get_attribute("data-seq")
+    old.locator('[data-action="narrow"]').click()
+    form = old.locator("form.narrow-form")
+    for box in form.locator('input[type="checkbox"]').all():
+        if box.get_attribute("value") != "household_size":
+            box.uncheck()
+    form.locator('button[type="submit"]').click()
+    page.locator(f'li.grant[data-seq="{old_seq}"][data-status="revoked"]').wait_for(timeout=30_000)
+    new = page.locator('li.grant[data-status="live"]')
+    new.locator('.badge[data-state="verified"]').wait_for(timeout=30_000)
+    assert "家庭人口数" in new.inner_text() and "姓名" not in new.inner_text().split("查看")[1]
+    assert int(new.get_attribute("data-seq") or 0) > int(old_seq or 0)
+    assert page.errors == []

@@ -48,7 +48,7 @@ async function send(url, init) {
   try {
     response = await fetch(url, { ...init, cache: "no-store", credentials: "same-origin" });
   } catch (err) {
-    throw Object.assign(new ApiError(0, { detail: String(err) }, "network"), {});
+    throw new ApiError(0, { detail: String(err) }, "network");
   }
   learnClock(response);
   if (response.status >= 400) {
