@@ -54,7 +54,7 @@ function usesSelect(id, max = null) {
 function fieldChecks(prefix, fields, checked = null) {
   return fields.map((f, i) => {
     const id = `${prefix}-f${i}`;
-    const label = f.mode ? `${fieldName(f.name)}（${t(`mode.${f.mode}`)}）` : fieldName(f.name);
+    const label = f.mode ? t("common.paren", { a: fieldName(f.name), b: t(`mode.${f.mode}`) }) : fieldName(f.name);
     return h("div", { class: "check" },
       h("input", { type: "checkbox", id, value: f.name, checked: checked ? checked.includes(f.name) : true }),
       h("label", { for: id }, label));
@@ -265,7 +265,7 @@ async function loadTimeline() {
         [t("citizen.timeline.purpose"), b.purpose],
         [t("citizen.timeline.fields"), fieldList(b.fields || [])],
         [t("citizen.timeline.outcome"), outcome],
-        ...(basis.length ? [[t("citizen.timeline.basis"), basis.join("；")]] : []),
+        ...(basis.length ? [[t("citizen.timeline.basis"), basis.join(t("common.semi"))]] : []),
         [t("citizen.timeline.record"), `${b.record}`],
       ])));
   }));
@@ -297,8 +297,8 @@ async function loadObjections() {
     return h("li", { class: "objection", "data-seq": c.entry.seq, "data-status": item.status },
       h("div", { class: "row" }, h("span", { class: `pill pill-${item.status}` }, t(`objection.${item.status}`)), mark),
       h("p", {}, t("citizen.objection.line", { dataset: datasetTitle(b.dataset), record: b.record, fields: fieldList(b.fields || []) })),
-      h("p", { class: "small" }, `${t("citizen.objection.reason")}：${b.reason}`),
-      res ? h("p", { class: "small" }, t("citizen.objection.answer", { reasons: (res.entry.body.reasons || []).join("；"), seq: res.entry.seq })) : null,
+      h("p", { class: "small" }, t("common.labelled", { a: t("citizen.objection.reason"), b: b.reason })),
+      res ? h("p", { class: "small" }, t("citizen.objection.answer", { reasons: (res.entry.body.reasons || []).join(t("common.semi")), seq: res.entry.seq })) : null,
       h("p", { class: "small muted" }, t("citizen.objection.filed", { at: when(c.entry.ts), seq: c.entry.seq })));
   }));
   rows.sort((a, b) => Number(b.dataset.seq) - Number(a.dataset.seq));

@@ -48,8 +48,8 @@ function renderRecords(records) {
 
 function agreementLine(b) {
   const scope = Object.entries(b.scope).map(([ds, fields]) =>
-    `${datasetTitle(ds)}：${Object.entries(fields).map(([f, m]) => `${fieldName(f)}（${t(`mode.${m}`)}）`).join(t("common.list_sep"))}`);
-  return scope.join("；");
+    t("common.labelled", { a: datasetTitle(ds), b: Object.entries(fields).map(([f, m]) => t("common.paren", { a: fieldName(f), b: t(`mode.${m}`) })).join(t("common.list_sep")) }));
+  return scope.join(t("common.semi"));
 }
 
 async function loadAgreements() {
@@ -70,7 +70,7 @@ async function loadAgreements() {
         consent: b.consent_required ? t("dept.agreements.consent_required") : t("dept.agreements.no_consent"),
         from: day(b.valid_from), until: day(b.valid_until),
       })),
-      b.commitment ? h("p", { class: "small muted" }, `${t("dept.agreements.commitment")}：${b.commitment.statement}`) : null);
+      b.commitment ? h("p", { class: "small muted" }, t("common.labelled", { a: t("dept.agreements.commitment"), b: b.commitment.statement })) : null);
     (mine(b.owner) ? given : received).push(li);
     if (mine(b.requester) && r.item.status === "live" && r.check.ok) ctx.received.push({ seq: r.check.entry.seq, body: b });
   }
@@ -108,7 +108,7 @@ function requestFields() {
   const scope = Object.entries(o.scope).sort(([a], [b]) => order.indexOf(a) - order.indexOf(b));
   box.replaceChildren(h("legend", {}, t("dept.request.fields")), ...scope.map(([f, m], i) => h("div", { class: "check" },
     h("input", { type: "checkbox", id: `req-f${i}`, value: f, checked: i < 2 }),
-    h("label", { for: `req-f${i}` }, `${fieldName(f)}（${t(`mode.${m}`)}）`))));
+    h("label", { for: `req-f${i}` }, t("common.paren", { a: fieldName(f), b: t(`mode.${m}`) })))));
   byId("request-purpose").replaceChildren(...o.purposes.map((p) => h("option", { value: p }, p)));
   byId("request-record").placeholder = t("dept.request.record_hint");
 }
@@ -252,7 +252,7 @@ async function loadDecisions() {
         [t("citizen.timeline.outcome"), allowed
           ? (rel ? t("dept.decisions.released", { seq: rel.entry.seq }) : t("citizen.timeline.allowed"))
           : t("citizen.timeline.denied", { reasons: (b.reasons || []).map(reason).join(t("common.list_sep")) })],
-        ...(allowed ? [[t("citizen.timeline.basis"), (b.basis || []).map((s) => `#${s}`).join("，")]] : []),
+        ...(allowed ? [[t("citizen.timeline.basis"), (b.basis || []).map((s) => `#${s}`).join(t("common.list_sep"))]] : []),
       ])));
   }));
 }
@@ -268,7 +268,7 @@ async function loadObjections() {
     return h("li", { "data-seq": c.entry.seq },
       h("div", { class: "row" }, h("span", { class: `pill pill-${item.status}` }, t(`objection.${item.status}`)), mark),
       h("p", {}, t("citizen.objection.line", { dataset: datasetTitle(b.dataset), record: b.record, fields: fieldList(b.fields || []) })),
-      h("p", { class: "small" }, `${t("citizen.objection.reason")}：${b.reason}`),
+      h("p", { class: "small" }, t("common.labelled", { a: t("citizen.objection.reason"), b: b.reason })),
       h("p", { class: "small muted" }, t("citizen.objection.filed", { at: when(c.entry.ts), seq: c.entry.seq })));
   }));
   rows.sort((a, b) => Number(b.dataset.seq) - Number(a.dataset.seq));
