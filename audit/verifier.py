@@ -288,6 +288,7 @@ class LedgerVerifier:
         self._seen: dict[str, dict[int, bytearray]] = {}
         self._seen_order: list[str] = []
         self._used = False
+        self._reported = 0  # entries reported to the progress callback
 
     # stateless checks bound to this verifier's keys
     def check_entry_here(self, item: RawEntry) -> CheckedEntry:
@@ -316,14 +317,13 @@ class LedgerVerifier:
         if self._used:
             raise RuntimeError("a LedgerVerifier replays one ledger once")
         self._used = True
-        reported = 0
         try:
-            reported = self._replay(iter(entries), iter(blocks), progress)
+            self._replay(iter(entries), iter(blocks), progress)
         except _Fault as fault:
             return VerificationResult(False, str(fault), self.size, self.height, self.root, fault.seq, fault.height)
         finally:
-            if progress is not None and self.size > reported:
-                progress(self.size - reported)
+            if progress is not None and self.size > self._reported:
+                progress(self.size - self._reported)
         return VerificationResult(
             True,
             f"ok: {self.size} entries in {self.height} blocks, root {_b64(self.root)}",
@@ -334,8 +334,7 @@ class LedgerVerifier:
 
     def _replay(
         self, entries: Iterator[CheckedEntry], blocks: Iterator[CheckedBlock], progress: Progress | None
-    ) -> int:
-        reported = 0
+    ) -> None:
         while (block := self._next_block(blocks)) is not None:
             header = self._open(block)
             while self.size < header.tree_size:
@@ -344,9 +343,9 @@ class LedgerVerifier:
                     reason = f"missing: the entries end before block {self.height} seals seq {header.tree_size - 1}"
                     raise _entry_fault(self.size, reason)
                 self._entry(item, block.earliest, block.latest, header.time)
-                if progress is not None and self.size - reported >= PROGRESS_STEP:
-                    progress(self.size - reported)
-                    reported = self.size
+                if progress is not None and self.size - self._reported >= PROGRESS_STEP:
+                    progress(self.size - self._reported)
+                    self._reported = self.size
             self._close(block, header)
         extra = self._next_entry(entries)
         if extra is not None:
@@ -354,7 +353,6 @@ class LedgerVerifier:
             raise _entry_fault(self.size, f"not sealed by any block ({where})")
         if self.size == 0:
             raise _entry_fault(0, "missing: the ledger has no entries (seq 0 must be the genesis)")
-        return reported
 
     def _next_entry(self, entries: Iterator[CheckedEntry]) -> CheckedEntry | None:
         try:

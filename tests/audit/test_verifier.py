@@ -64,6 +64,15 @@ def test_progress_counts_every_entry() -> None:
     assert sum(seen) == 10
 
 
+def test_progress_on_a_fault_counts_the_entries_verified(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("audit.verifier.PROGRESS_STEP", 3)
+    chain = standard_chain()
+    seen: list[int] = []
+    entries = with_leaf(chain.entries(), 8, flip_in_body(chain.leaves[8]))
+    LedgerVerifier(chain.vkey, ORIGIN).verify(entries, chain.blocks, seen.append)
+    assert sum(seen) == 8 and len(seen) > 1
+
+
 def test_fault_result_raises() -> None:
     chain = standard_chain()
     result = chain.verify(entries=chain.entries()[:-1])
