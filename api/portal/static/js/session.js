@@ -151,7 +151,7 @@ function wireForms(onIdentity) {
       }
       const keys = await openKeystore(doc, pass);
       byId("keystore-pass").value = "";
-      await onIdentity(await identityFromKey(keys[0], "file"));
+      await onIdentity(await identityFromKey(keys[keys.length - 1], "file")); // the newest, as keystores append
     } catch (err) {
       showError(err);
     }
