@@ -121,15 +121,17 @@ def text_list(
     """A list of distinct strings (each matching ``pattern`` when given)."""
     if not isinstance(value, list) or not min_items <= len(value) <= max_items:
         raise InvalidBody(f"{where} is not a list of {min_items} to {max_items} strings")
-    out: list[str] = []
-    for i, item in enumerate(value):
-        if pattern is None:
-            out.append(text(item, f"{where}[{i}]", max_len=max_len))
-        else:
-            out.append(matching(item, f"{where}[{i}]", pattern, f"a string matching {pattern.pattern}"))
+    if pattern is None:
+        out = tuple(text(item, f"{where}[{i}]", max_len=max_len) for i, item in enumerate(value))
+    else:
+        fullmatch = pattern.fullmatch  # the messages are made only for a bad item (a hot path)
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or fullmatch(item) is None:
+                raise InvalidBody(f"{where}[{i}] is not a string matching {pattern.pattern}")
+        out = tuple(value)
     if len(set(out)) != len(out):
         raise InvalidBody(f"{where} repeats an item")
-    return tuple(out)
+    return out
 
 
 def b64encode(raw: bytes) -> str:
