@@ -77,6 +77,48 @@ class _Pending:
         self.wake.acquire()
 
 
+@dataclass(slots=True)
+class _Plan:
+    """A batch checked and applied to the cached state, with what its commit writes."""
+
+    accepted: list[_Pending]
+    base: tuple[int, int] | None  # (height, tree_size) of the block it follows
+    first_seq: int
+    new_size: int
+    height: int
+    header: BlockHeader | None
+    checkpoint: str
+    entry_rows: list[tuple[int, bytes, bytes, str, str, str, int]]
+    node_rows: list[tuple[int, int, bytes]]
+
+    def hash_seqs(self) -> dict[bytes, int]:
+        return {row[2]: row[0] for row in self.entry_rows}
+
+
+class _Commit:
+    """A commit whose leader handed the lead over before its COMMIT returned."""
+
+    __slots__ = ("_done", "hashes", "ok")
+
+    def __init__(self, hashes: dict[bytes, int]) -> None:
+        self.hashes = hashes  # leaf hash -> seq of the entries it commits (duplicates of these are refused)
+        self.ok = False
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def finish(self, *, ok: bool) -> None:
+        self.ok = ok
+        self._done.release()
+
+    def wait(self) -> None:
+        with self._done:
+            pass
+
+
+class _Moved(Exception):
+    """Another writer appended since the cached head this batch was planned on."""
+
+
 class _Poisoned(Exception):
     """A group failed after part of it changed the cached state: roll the batch back, retry without it."""
 
@@ -136,6 +178,8 @@ class Sequencer:
         self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
         self._leader = False  # some thread is committing; the queue waits for it to hand over
+        self._pipeline = True  # plan the next batch during the previous COMMIT (off once another writer shows)
+        self._committing: _Commit | None = None  # the commit handed over before its COMMIT returned
         self._reset()
 
     def _reset(self) -> None:
@@ -227,11 +271,25 @@ class Sequencer:
         with self._mutex:
             batch = self._queue[: self.max_batch]
             del self._queue[: self.max_batch]
+        handed = False
+
+        def hand_over() -> None:
+            """Pass the lead to the thread of the next item waiting (or to whoever comes next)."""
+            nonlocal handed
+            if handed:
+                return
+            handed = True
+            with self._mutex:
+                successor = self._queue[0] if self._queue else None
+                self._leader = successor is not None
+            if successor is not None:
+                successor.wake.release()
+
         try:
             todo = batch
             while todo:
                 try:
-                    self._commit(todo)
+                    self._commit(todo, hand_over)
                     todo = []
                 except _Poisoned as bad:
                     bad.item.result = bad.error
@@ -241,11 +299,7 @@ class Sequencer:
         finally:
             for p in batch:
                 p.done = True
-            with self._mutex:
-                successor = self._queue[0] if self._queue else None
-                self._leader = successor is not None
-            if successor is not None:
-                successor.wake.release()
+            hand_over()
             for p in batch:
                 p.wake.release()
 
@@ -271,127 +325,225 @@ class Sequencer:
         self._size = size
         self._head = head
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _settle(self) -> bool:
+        """Wait for the commit handed over before ours; False if it failed (the cache is then wrong)."""
+        prev = self._committing
+        if prev is None:
+            return True
+        prev.wait()
+        self._committing = None
+        return prev.ok
+
+    def _commit(self, batch: list[_Pending], hand_over: Callable[[], None]) -> None:
+        """Commit ``batch`` and set each item's result; ``hand_over`` passes the lead on.
+
+        Pipelined (the usual case): the batch is checked and applied to the cached state, its rows,
+        tree nodes and signed block made, while the previous leader's COMMIT (its fsync) is still
+        running; then, in the writer transaction, the rows are written and the lead is handed over
+        before our own COMMIT, so the next leader prepares its batch during it. Nobody is answered
+        before their COMMIT returns, and a batch is written only after the one before it committed.
+        A batch with a builder (which must run inside the writer transaction), a cold cache, or a
+        ledger that another writer appends to, takes the classic path: everything inside the writer.
+        """
+        plan: _Plan | None = None
+        if self._pipeline and self._head is not None and all(p.build is None for p in batch):
+            failure: Exception | None = None
+            try:
+                plan = self._plan(None, batch)
+            except Exception as exc:
+                failure = exc
+            if not self._settle():  # planned on top of a commit that failed: start again, classic
+                self._reset()
+                for p in batch:
+                    p.result = None
+                plan = None
+            elif isinstance(failure, _Poisoned):
+                self._reset()
+                raise failure
+            elif failure is not None:
+                self._fail(batch, failure)
+                return
+            elif plan is not None and not plan.accepted:
+                return
+        elif not self._settle():
+            self._reset()
+        committing: _Commit | None = None
         try:
             with self.store.writer() as conn:
-                head = self._head
-                if head is None or Store.head_position(conn) != (head.height, head.tree_size):
-                    # Another writer sealed a block since ours (or nothing is cached): read its head.
-                    found = Store.head(conn)
-                    head = found[0] if found else None
-                size = head.tree_size if head else 0
-                if size != self._size:
-                    self._sync(conn, size, head)
-                when = self._clock()
-                if head is not None and parse_ts(head.time) > when:
-                    when = parse_ts(head.time)  # block time never goes back, whatever this clock says
-                block_time = format_ts(when)
-                skew = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
-                earliest, latest = format_ts(when - skew), format_ts(when + skew)
-                height = head.height + 1 if head else 0
-                known = Store.seqs_of_hashes(conn, [h for p in batch for h in p.hashes])
-                accepted: list[_Pending] = []
-                seen: set[bytes] = set()
-                seq = size
-                for p in batch:
-                    touched = False  # whether this item already changed the cached state
-                    try:
-                        if p.build is not None:
-                            context = BuildContext(conn, seq, self._registry, self._machines, when)
-                            built = [self._prepare(leaf) for leaf in p.build(context)]
-                            p.envs = [b.envs[0] for b in built]
-                            p.hashes = [b.hashes[0] for b in built]
-                            p.sig_ok = [b.sig_ok[0] for b in built]
-                            known.update(Store.seqs_of_hashes(conn, p.hashes))
-                        at = seq
-                        for env, h, sig_ok in zip(p.envs, p.hashes, p.sig_ok, strict=True):
-                            if h in known or h in seen:
-                                where = known.get(h)
-                                raise DuplicateEntryError(
-                                    "entry is already on the ledger" + (f" at seq {where}" if where is not None else "")
-                                )
-                            if not earliest <= env.ts <= latest:  # entry_time_fits, on the fixed-width strings
-                                raise EnvelopeError(
-                                    f"entry time {env.ts} is more than 5 minutes from the ledger time {block_time}"
-                                )
-                            signer = self._registry.check(at, env, signature_checked=sig_ok)
-                            for m in self._machines:
-                                m.check(at, env, signer, self._registry)
-                            touched = True
-                            self._registry.apply(at, env)
-                            for m in self._machines:
-                                m.apply(at, env, signer, self._registry)
-                            seen.add(h)
-                            at += 1
-                    except LedgerError as exc:
-                        if touched:
-                            raise _Poisoned(p, exc) from exc
-                        p.result = exc
-                        continue
-                    if not p.envs:
-                        p.result = []
-                        continue
-                    accepted.append(p)
-                    seq = at
-                if not accepted:
-                    return
-                node_rows: list[tuple[int, int, bytes]] = []
-                entry_rows: list[tuple[int, bytes, bytes, str, str, str, int]] = []
-                frontier = self._frontier
-                i = size
-                for p in accepted:
-                    for env, h in zip(p.envs, p.hashes, strict=True):
-                        node_rows.extend((level, idx, nh) for (level, idx), nh in frontier.append(h))
-                        entry_rows.append((i, env.leaf, h, env.type, env.actor, env.ts, height))
-                        i += 1
-                new_size = i
-                root = self._frontier.root()
-                header = sign_header(
-                    self.log_key,
-                    height=height,
-                    tree_size=new_size,
-                    root=root,
-                    prev=head.digest() if head else GENESIS_PREV,
-                    first_seq=size,
-                    time=block_time,
-                )
-                checkpoint = sign_note(Checkpoint(self.origin, new_size, root).text(), self.origin, self.log_key)
-                Store.insert_rows(conn, schema.entries, ENTRY_COLUMNS, entry_rows)
-                Store.insert_rows(conn, schema.tree_nodes, NODE_COLUMNS, node_rows)
-                Store.insert_rows(
-                    conn,
-                    schema.blocks,
-                    BLOCK_COLUMNS,
-                    [(height, new_size, canonical_bytes(header.to_json()).decode(), checkpoint)],
-                )
-                i = size
-                for p in accepted:
-                    seqs = list(range(i, i + len(p.envs)))
-                    i += len(p.envs)
-                    if p.attach is not None:
-                        try:
-                            p.attach(conn, seqs)
-                        except LedgerError as exc:
-                            raise _Poisoned(p, exc) from exc
-                if self._index is not None:
-                    applied = [(size + k, env) for k, env in enumerate(e for p in accepted for e in p.envs)]
-                    self._index(conn, applied, self._machines)
+                if plan is None:
+                    head = self._head
+                    if head is None or Store.head_position(conn) != (head.height, head.tree_size):
+                        # Another writer sealed a block since ours (or nothing is cached): read its head.
+                        found = Store.head(conn)
+                        head = found[0] if found else None
+                    size = head.tree_size if head else 0
+                    if size != self._size:
+                        self._sync(conn, size, head)
+                    plan = self._plan(conn, batch)
+                    if not plan.accepted:
+                        return
+                elif Store.head_position(conn) != plan.base:
+                    raise _Moved
+                self._write(conn, plan)
+                committing = self._committing = _Commit(plan.hash_seqs())
+                hand_over()
+        except _Moved:
+            # Another writer appended between our plan and our transaction: the cache holds our
+            # uncommitted batch. Rebuild it, and keep to the classic path from now on (pipelining
+            # pays for one writer; with several, the classic path syncs incrementally).
+            self._pipeline = False
+            self._reset()
+            for p in batch:
+                p.result = None
+            self._commit(batch, hand_over)
+            return
         except _Poisoned:
             self._reset()
             raise
         except Exception as exc:
-            self._reset()
-            err = exc if isinstance(exc, LedgerError) else StorageError(f"append failed: {exc}")
-            for p in batch:
-                if not isinstance(p.result, LedgerError):
-                    p.result = err
-            if not isinstance(exc, (LedgerError, OSError)) and not isinstance(exc, SQLAlchemyError):
-                raise
+            if committing is not None:  # handed over: the next leader finds the failure and resets
+                committing.finish(ok=False)
+                self._fail(batch, exc, reset=False)
+            else:
+                self._fail(batch, exc)
             return
-        self._size = new_size
-        self._scanned = new_size
-        self._head = header
+        assert committing is not None
+        committing.finish(ok=True)
+        i = plan.first_seq
+        for p in plan.accepted:
+            p.result = [Receipt(i + k, h, plan.height, plan.new_size, plan.checkpoint) for k, h in enumerate(p.hashes)]
+            i += len(p.hashes)
+
+    def _fail(self, batch: list[_Pending], exc: Exception, *, reset: bool = True) -> None:
+        """A commit failed: answer every item not already refused with the error; re-raise bugs."""
+        if reset:
+            self._reset()
+        err = exc if isinstance(exc, LedgerError) else StorageError(f"append failed: {exc}")
+        for p in batch:
+            if not isinstance(p.result, LedgerError):
+                p.result = err
+        if not isinstance(exc, (LedgerError, OSError)) and not isinstance(exc, SQLAlchemyError):
+            raise exc
+
+    def _plan(self, conn: Connection | None, batch: list[_Pending]) -> _Plan:
+        """Check and apply ``batch`` to the cached state; make its rows and its signed block.
+
+        ``conn`` is the writer transaction (classic path) or None (pipelined: duplicates are looked
+        up on a separate connection and among the entries of the commit still in flight).
+        """
+        head = self._head
+        size = self._size
+        when = self._clock()
+        if head is not None:
+            head_time = parse_ts(head.time)
+            if head_time > when:
+                when = head_time  # block time never goes back, whatever this clock says
+        block_time = format_ts(when)
+        skew = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
+        earliest, latest = format_ts(when - skew), format_ts(when + skew)
+        height = head.height + 1 if head else 0
+        hashes = [h for p in batch for h in p.hashes]
+        if conn is not None:
+            known = Store.seqs_of_hashes(conn, hashes)
+        else:
+            with self.store.engine.connect() as read:  # the primary: a read replica may lag
+                known = Store.seqs_of_hashes(read, hashes)
+            inflight = self._committing.hashes if self._committing is not None else {}
+            known.update({h: inflight[h] for h in hashes if h in inflight})
+        registry = self._registry
+        machines = self._machines
+        accepted: list[_Pending] = []
+        seen: set[bytes] = set()
+        seq = size
+        for p in batch:
+            touched = False  # whether this item already changed the cached state
+            try:
+                if p.build is not None:
+                    assert conn is not None
+                    context = BuildContext(conn, seq, registry, machines, when)
+                    built = [self._prepare(leaf) for leaf in p.build(context)]
+                    p.envs = [b.envs[0] for b in built]
+                    p.hashes = [b.hashes[0] for b in built]
+                    p.sig_ok = [b.sig_ok[0] for b in built]
+                    known.update(Store.seqs_of_hashes(conn, p.hashes))
+                at = seq
+                for env, h, sig_ok in zip(p.envs, p.hashes, p.sig_ok, strict=True):
+                    if h in known or h in seen:
+                        where = known.get(h)
+                        raise DuplicateEntryError(
+                            "entry is already on the ledger" + (f" at seq {where}" if where is not None else "")
+                        )
+                    if not earliest <= env.ts <= latest:  # entry_time_fits, on the fixed-width strings
+                        raise EnvelopeError(
+                            f"entry time {env.ts} is more than 5 minutes from the ledger time {block_time}"
+                        )
+                    signer = registry.check(at, env, signature_checked=sig_ok)
+                    for m in machines:
+                        m.check(at, env, signer, registry)
+                    touched = True
+                    registry.apply(at, env)
+                    for m in machines:
+                        m.apply(at, env, signer, registry)
+                    seen.add(h)
+                    at += 1
+            except LedgerError as exc:
+                if touched:
+                    raise _Poisoned(p, exc) from exc
+                p.result = exc
+                continue
+            if not p.envs:
+                p.result = []
+                continue
+            accepted.append(p)
+            seq = at
+        base = (head.height, head.tree_size) if head is not None else None
+        if not accepted:
+            return _Plan(accepted, base, size, size, height, None, "", [], [])
+        node_rows: list[tuple[int, int, bytes]] = []
+        entry_rows: list[tuple[int, bytes, bytes, str, str, str, int]] = []
+        frontier = self._frontier
         i = size
         for p in accepted:
-            p.result = [Receipt(i + k, h, height, new_size, checkpoint) for k, h in enumerate(p.hashes)]
-            i += len(p.hashes)
+            for env, h in zip(p.envs, p.hashes, strict=True):
+                node_rows.extend((level, idx, nh) for (level, idx), nh in frontier.append(h))
+                entry_rows.append((i, env.leaf, h, env.type, env.actor, env.ts, height))
+                i += 1
+        new_size = i
+        root = frontier.root()
+        header = sign_header(
+            self.log_key,
+            height=height,
+            tree_size=new_size,
+            root=root,
+            prev=head.digest() if head else GENESIS_PREV,
+            first_seq=size,
+            time=block_time,
+        )
+        checkpoint = sign_note(Checkpoint(self.origin, new_size, root).text(), self.origin, self.log_key)
+        self._size = self._scanned = new_size
+        self._head = header
+        return _Plan(accepted, base, size, new_size, height, header, checkpoint, entry_rows, node_rows)
+
+    def _write(self, conn: Connection, plan: _Plan) -> None:
+        """Write a plan's rows, its block, the attached rows and the index, in the writer transaction."""
+        assert plan.header is not None
+        Store.insert_rows(conn, schema.entries, ENTRY_COLUMNS, plan.entry_rows)
+        Store.insert_rows(conn, schema.tree_nodes, NODE_COLUMNS, plan.node_rows)
+        Store.insert_rows(
+            conn,
+            schema.blocks,
+            BLOCK_COLUMNS,
+            [(plan.height, plan.new_size, canonical_bytes(plan.header.to_json()).decode(), plan.checkpoint)],
+        )
+        i = plan.first_seq
+        for p in plan.accepted:
+            seqs = list(range(i, i + len(p.envs)))
+            i += len(p.envs)
+            if p.attach is not None:
+                try:
+                    p.attach(conn, seqs)
+                except LedgerError as exc:
+                    raise _Poisoned(p, exc) from exc
+        if self._index is not None:
+            applied = [(plan.first_seq + k, env) for k, env in enumerate(e for p in plan.accepted for e in p.envs)]
+            self._index(conn, applied, self._machines)
