@@ -46,6 +46,7 @@ def test_masks_hide_something_and_are_deterministic(kind: str, text: str) -> Non
     assert masked == mask_as(kind, text)
     if text:
         assert MASK in masked
-        assert masked != text or set(text) == {MASK}
+        # unchanged only where the characters it hides were mask characters already ("0*" → "0*")
+        assert masked != text or MASK in text
     if kind != "address":
         assert len(masked) == len(text)  # only the address hides its length
