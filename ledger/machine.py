@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy.engine import Connection
+if TYPE_CHECKING:  # pure code (the offline verifier) imports this module without a database driver
+    from sqlalchemy.engine import Connection
 
 from keys.registry import KeyRecord, KeyRegistry
 from ledger.envelope import Envelope
@@ -36,6 +37,6 @@ class BuildContext:
 
 
 Builder = Callable[[BuildContext], list[bytes]]
-Attach = Callable[[Connection, list[int]], None]
+Attach = Callable[["Connection", list[int]], None]
 # Writes derived index rows for the entries a commit applied, in the same transaction.
-Indexer = Callable[[Connection, list[tuple[int, Envelope]], Sequence[StateMachine]], None]
+Indexer = Callable[["Connection", list[tuple[int, Envelope]], Sequence[StateMachine]], None]
