@@ -38,23 +38,29 @@ class ConsentIndexRow(SQLModel, table=True):
 
 
 consent_index: Table = ConsentIndexRow.__table__  # type: ignore[attr-defined]
-COLUMNS = tuple(c.name for c in consent_index.columns)
+COLUMNS = tuple(str(c.name) for c in consent_index.columns)  # plain str: SQLAlchemy's names hash in Python
 
 
 def grant_row(g: GrantState) -> dict[str, Any]:
     """The index row of a grant, from the state derived from the ledger."""
-    return {
-        "grant_seq": g.seq,
-        "subject": g.grant.subject,
-        "grantee": g.grantee,
-        "scope": canonical_bytes({k: list(v) for k, v in g.grant.scope.items()}).decode(),
-        "purpose": g.grant.purpose,
-        "valid_from": format_ts(g.grant.valid_from),
-        "valid_until": format_ts(g.grant.valid_until),
-        "max_uses": g.grant.max_uses,
-        "uses": g.uses,
-        "revoked_seq": g.revoked_seq,
-    }
+    return dict(zip(COLUMNS, grant_values(g), strict=True))
+
+
+def grant_values(g: GrantState) -> tuple[Any, ...]:
+    """``grant_row`` as a tuple in ``COLUMNS`` order (what the commit path inserts)."""
+    grant = g.grant
+    return (
+        g.seq,
+        grant.subject,
+        g.grantee,
+        canonical_bytes({k: list(v) for k, v in grant.scope.items()}).decode(),
+        grant.purpose,
+        format_ts(grant.valid_from),
+        format_ts(grant.valid_until),
+        grant.max_uses,
+        g.uses,
+        g.revoked_seq,
+    )
 
 
 def _touched(state: ConsentState, applied: list[tuple[int, Envelope]]) -> set[int]:
@@ -81,7 +87,7 @@ def write_index(conn: Connection, applied: list[tuple[int, Envelope]], machines:
         return
     # A driver-level upsert (SQLite and PostgreSQL both take ON CONFLICT … DO UPDATE): no per-row
     # SQLAlchemy compilation on the commit path, and no DELETE for the new grants (most of them).
-    rows = [tuple(row[c] for c in COLUMNS) for row in (grant_row(state.grants[s]) for s in sorted(touched))]
+    rows = [grant_values(state.grants[s]) for s in sorted(touched)]
     Store.insert_rows(conn, consent_index, COLUMNS, rows, upsert=COLUMNS[0])
 
 

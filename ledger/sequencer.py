@@ -504,8 +504,8 @@ class Sequencer:
         frontier = self._frontier
         i = size
         for p in accepted:
+            frontier.extend_rows(p.hashes, node_rows)
             for env, h in zip(p.envs, p.hashes, strict=True):
-                node_rows.extend((level, idx, nh) for (level, idx), nh in frontier.append(h))
                 entry_rows.append((i, env.leaf, h, env.type, env.actor, env.ts, height))
                 i += 1
         new_size = i

@@ -27,18 +27,10 @@ def parse_ts(text: object) -> datetime:
     if not isinstance(text, str) or not _PATTERN.fullmatch(text):
         raise EnvelopeError(f"time {text!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ")
     try:
-        # The pattern fixed every digit's place; the constructor checks the ranges (as strptime
-        # would, five times faster: this runs several times for every entry appended or verified).
-        return datetime(
-            int(text[0:4]),
-            int(text[5:7]),
-            int(text[8:10]),
-            int(text[11:13]),
-            int(text[14:16]),
-            int(text[17:19]),
-            int(text[20:26]),
-            UTC,
-        )
+        # The pattern fixed every digit's place (ASCII digits only), so the C ISO parser reads exactly
+        # these fields and checks their ranges, as strptime would, ten times faster: this runs
+        # several times for every entry appended or verified. ``Z`` gives ``UTC`` itself.
+        return datetime.fromisoformat(text)
     except ValueError as exc:
         raise EnvelopeError(f"time {text!r} is not a valid date") from exc
 

@@ -203,6 +203,24 @@ class CompactRange:
         self.size += 1
         return done
 
+    def extend_rows(self, leaf_hashes: Sequence[bytes], rows: list[tuple[int, int, bytes]]) -> None:
+        """``append`` each leaf hash, adding the completed nodes to ``rows`` as ``(level, index, hash)``."""
+        hashes = self.hashes
+        push = rows.append
+        index = self.size
+        for h in leaf_hashes:
+            push((0, index, h))
+            i = index
+            level = 0
+            while i & 1:
+                h = _sha256(NODE_PREFIX + hashes.pop() + h).digest()
+                i >>= 1
+                level += 1
+                push((level, i, h))
+            hashes.append(h)
+            index += 1
+        self.size = index
+
     def root(self) -> bytes:
         return fold_range(self.hashes)
 
