@@ -8,6 +8,7 @@ last acknowledgement.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import shutil
@@ -57,13 +58,15 @@ def _submitter(
     with node.store.reader() as conn:
         Store.head(conn)
     errors: list[str] = []
-    lock = threading.Lock()
-    feed = iter(leaves)
+    feed = iter(leaves)  # next() on a list iterator is atomic under the GIL: no lock to queue on
+    # What a long-running API worker does once loaded: move the start-up heap (modules, the node,
+    # the replayed state) out of the collector's generations, so a full collection scans only what
+    # came after instead of stalling every thread for ~0.2 s.
+    gc.freeze()
 
     def run() -> None:
         while True:
-            with lock:
-                leaf = next(feed, None)
+            leaf = next(feed, None)
             if leaf is None:
                 return
             try:
