@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from api.people import CommandError, UsageError, add_commands
+from api.trust_cli import add_trust_commands, check_witness_policy, start_witness_follower
 from keys.errors import KeystoreError
 from ledger.errors import LedgerError
 
@@ -66,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--workers must be at least 1")
     node = Node(args.db)
     node.reader.origin  # noqa: B018 - fail early, in one line, when the ledger is not initialised
+    start_witness_follower(args.db)
     if args.workers == 1:
         uvicorn.run(create_app(node), host=args.host, port=args.port, log_level=args.log_level)
         return 0
@@ -104,6 +106,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         result = verify_database(Node(args.db).store, progress=not args.quiet)
     if not result.ok:
         print(result.message, file=sys.stderr)
+        return 1
+    fault = check_witness_policy(args)
+    if fault is not None:
+        print(fault, file=sys.stderr)
         return 1
     print(f"OK: {result.entries} entries, {result.blocks} blocks verified")
     return 0
@@ -154,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", help="verify this export file instead of the database")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_verify)
+    add_trust_commands(sub, p)
 
     add_commands(sub)
     return parser

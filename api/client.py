@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from consent.commitment import commit_record, encode_salts
 from consent.release import delivered_hash, open_release, verify_release
 from keys.keystore import StoredKey, atomic_write
 from ledger.canonical import canonical_bytes
+from ledger.cosignature import check_policy, get_quorum_result, parse_witness_vkey
 from ledger.envelope import sign_envelope
 from ledger.errors import LedgerError
 from ledger.note import Checkpoint, VerifierKey, verify_checkpoint
@@ -62,14 +64,24 @@ class ShulianClient:
         state_path: Path | None = None,
         timeout: float = 30.0,
         http: httpx.Client | None = None,
+        witnesses: Sequence[str] = (),
+        quorum: int | None = None,
     ) -> None:
-        """``http`` may be any httpx client, e.g. Starlette's TestClient to drive an app in-process."""
+        """``http`` may be any httpx client, e.g. Starlette's TestClient to drive an app in-process.
+
+        With ``witnesses`` (cosignature/v1 verifier keys) a checkpoint is accepted only with valid
+        cosignatures by ``quorum`` of them (default: all), or when proven a prefix of one that has them.
+        """
         self.base_url = base_url.rstrip("/")
         self.key = key
         self.state_path = state_path
         self.http = http or httpx.Client(timeout=timeout)
         self._pinned = VerifierKey.parse(log_key) if log_key else None
         self.last: Checkpoint | None = None
+        self.witnesses = [parse_witness_vkey(w) for w in witnesses]
+        self.quorum = len(self.witnesses) if quorum is None else quorum
+        if self.witnesses or quorum is not None:
+            check_policy(self.witnesses, self.quorum)
         if state_path is not None and state_path.exists():
             saved = json.loads(state_path.read_text())
             self._pinned = self._pinned or VerifierKey.parse(saved["log_key"])
@@ -124,6 +136,10 @@ class ShulianClient:
             cp = verify_checkpoint(note, self.log_key())
         except LedgerError as exc:
             raise ClientError(f"checkpoint does not verify: {exc}") from exc
+        if self.witnesses:
+            witnessed = get_quorum_result(note, self.witnesses, self.quorum)
+            if not witnessed:
+                return self._accept_unwitnessed(cp, witnessed.message)
         last = self.last
         if last is not None and cp.size < last.size:
             # an older checkpoint (a proof against an earlier size, a lagging replica) must still be a
@@ -136,6 +152,19 @@ class ShulianClient:
         if self.state_path is not None:
             state = {"log_key": self.log_key().encode(), "size": cp.size, "root": _b64(cp.root)}
             atomic_write(self.state_path, json.dumps(state).encode())
+        return cp
+
+    def _accept_unwitnessed(self, cp: Checkpoint, why: str) -> Checkpoint:
+        """Fail closed: a checkpoint short of the quorum passes only as a proven prefix of a witnessed one."""
+        if self.last is None or cp.size > self.last.size:
+            newest = self._send("GET", "/v1/checkpoint")
+            if get_quorum_result(newest, self.witnesses, self.quorum):
+                self.accept_checkpoint(newest)
+        last = self.last
+        if last is None or cp.size > last.size:
+            raise ClientError(f"checkpoint of size {cp.size} is not witnessed: {why}")
+        if (cp.size, cp.root) != (last.size, last.root):
+            self._check_consistency(cp, last)
         return cp
 
     def _check_consistency(self, old: Checkpoint, new: Checkpoint) -> None:

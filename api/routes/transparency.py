@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import NodeDep
 from api.problems import PROBLEM_SCHEMA
+from api.witnesses import with_cosignatures
 from ledger.errors import LedgerError
 
 router = APIRouter(prefix="/v1", tags=["transparency"])
@@ -61,8 +62,8 @@ def log_key(node: NodeDep) -> PlainTextResponse:
 
 @router.get("/checkpoint", response_class=PlainTextResponse, responses=ERRORS, summary="The latest checkpoint")
 def checkpoint(node: NodeDep) -> PlainTextResponse:
-    _, note = node.reader.checkpoint()
-    return PlainTextResponse(note)
+    size, note = node.reader.checkpoint()
+    return PlainTextResponse(with_cosignatures(node.store, size, note))
 
 
 @router.get("/proof/inclusion", responses=ERRORS, summary="Inclusion proof of a leaf hash")

@@ -1,0 +1,233 @@
+"""The log's side of witnessing: the witnesses it submits to, pushing checkpoints, serving cosignatures.
+
+Witnesses are recorded in the ledger database (table ``witness_state``) so every replica shares them
+and each witness's last cosigned size. ``push_checkpoint`` submits the newest checkpoint with the
+consistency proof from that size (C2SP tlog-witness), re-reads the size from a 409 and retries once,
+and stores each cosignature that verifies under the witness's key. A witness that is down or refuses
+costs nothing but its cosignature: appends never wait on witnesses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, String, Table, Text, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from ledger.cosignature import (
+    AddCheckpoint,
+    CosignatureError,
+    add_signatures,
+    parse_signature_lines,
+    parse_witness_vkey,
+    verify_cosignature,
+)
+from ledger.errors import LedgerError, NoteError
+from ledger.log import LogReader
+from ledger.note import Signature, parse_checkpoint_text, parse_note
+from ledger.store import Store
+
+log = logging.getLogger("shulian.witnesses")
+SIZE_TYPE = "text/x.tlog.size"
+DEFAULT_TIMEOUT = 2.0
+
+_metadata = MetaData()
+witness_state = Table(
+    "witness_state",
+    _metadata,
+    Column("vkey", String(400), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("last_size", BigInteger, nullable=False),
+    Column("last_root", LargeBinary, nullable=False),
+    Column("last_cosignature", Text, nullable=False),
+)
+
+
+class WitnessPushError(LedgerError):
+    """A witness refused a checkpoint, answered something unusable, or could not be reached."""
+
+    status = 502
+
+
+@dataclass(frozen=True)
+class WitnessRow:
+    vkey: str
+    url: str
+    last_size: int
+    last_root: bytes
+    last_cosignature: str
+
+
+def create_table(store: Store) -> None:
+    with store.write_engine.begin() as conn:
+        _metadata.create_all(conn)
+
+
+def add_witness(store: Store, vkey: str, url: str) -> bool:
+    """Record witness ``vkey`` at ``url`` (a base URL; ``/add-checkpoint`` is appended). True if new."""
+    key = parse_witness_vkey(vkey)
+    if not url.startswith(("http://", "https://")):
+        raise WitnessPushError(f"witness URL {url!r} is not http(s)")
+    create_table(store)
+    with store.writer() as conn:
+        row = conn.execute(select(witness_state.c.url).where(witness_state.c.vkey == key.encode())).first()
+        if row is not None:
+            conn.execute(witness_state.update().where(witness_state.c.vkey == key.encode()).values(url=url))
+            return False
+        conn.execute(
+            witness_state.insert().values(vkey=key.encode(), url=url, last_size=0, last_root=b"", last_cosignature="")
+        )
+    return True
+
+
+def _rows(conn: Connection) -> list[WitnessRow]:
+    rows = conn.execute(select(witness_state)).all()
+    return [WitnessRow(r[0], r[1], int(r[2]), bytes(r[3]), r[4]) for r in rows]
+
+
+def list_witnesses(store: Store) -> list[WitnessRow]:
+    try:
+        with store.reader() as conn:
+            return _rows(conn)
+    except (SQLAlchemyError, LedgerError):  # no witness table yet: no witnesses
+        return []
+
+
+def with_cosignatures(store: Store, size: int, note: str) -> str:
+    """``note`` (the checkpoint of ``size``) with every stored cosignature of exactly that checkpoint."""
+    witnesses = [w for w in list_witnesses(store) if w.last_size == size and w.last_cosignature]
+    if not witnesses:
+        return note
+    try:
+        parsed = parse_note(note)
+        root = parse_checkpoint_text(parsed.text).root
+    except NoteError:
+        return note
+    extra: list[Signature] = []
+    for w in witnesses:
+        if w.last_root == root:
+            extra.extend(parse_signature_lines(w.last_cosignature))
+    return add_signatures(note, extra)
+
+
+def _store(store: Store, vkey: str, size: int, root: bytes, line: str) -> None:
+    with store.writer() as conn:
+        conn.execute(
+            witness_state.update()
+            .where(witness_state.c.vkey == vkey, witness_state.c.last_size <= size)
+            .values(last_size=size, last_root=root, last_cosignature=line)
+        )
+
+
+def _submit(http: httpx.Client, url: str, request: AddCheckpoint) -> httpx.Response:
+    return http.post(
+        url.rstrip("/") + "/add-checkpoint", content=request.encode(), headers={"content-type": "text/plain"}
+    )
+
+
+def push_one(reader: LogReader, http: httpx.Client, witness: WitnessRow, size: int, note: str) -> str:
+    """Submit checkpoint ``note`` of ``size`` to ``witness``; its verified cosignature line."""
+    vkey = parse_witness_vkey(witness.vkey)
+    parsed = parse_note(note)
+    cp = parse_checkpoint_text(parsed.text)
+    old = witness.last_size if witness.last_size <= size else 0
+    for attempt in range(2):
+        proof = reader.consistency(old, size) if 0 < old < size else []
+        response = _submit(http, witness.url, AddCheckpoint(old, tuple(proof), note))
+        if (
+            response.status_code == 409
+            and attempt == 0
+            and response.headers.get("content-type", "").startswith(SIZE_TYPE)
+        ):
+            text = response.text.strip()
+            if not text.isdigit() or int(text) > size:
+                raise WitnessPushError(f"{vkey.name}: has cosigned size {text}, beyond this log's {size}")
+            old = int(text)
+            continue
+        if response.status_code != 200:
+            raise WitnessPushError(f"{vkey.name}: {response.status_code} {response.text.strip()[:200]}")
+        try:
+            sigs = parse_signature_lines(response.text)
+            for sig in sigs:
+                if sig.name == vkey.name and sig.key_hash == vkey.hash:
+                    verify_cosignature(parsed.text, sig, vkey)
+                    return sig.line()
+        except (NoteError, CosignatureError) as exc:
+            raise WitnessPushError(f"{vkey.name}: bad cosignature: {exc}") from exc
+        raise WitnessPushError(f"{vkey.name}: answered no cosignature by its key")
+    raise WitnessPushError(f"{vkey.name}: refused twice with 409 (size {old}, root {cp.root.hex()[:16]}…)")
+
+
+def push_checkpoint(store: Store, reader: LogReader, timeout: float = DEFAULT_TIMEOUT) -> dict[str, str | None]:
+    """Push the newest checkpoint to every witness not yet holding it; ``{vkey: error or None}``."""
+    witnesses = list_witnesses(store)
+    if not witnesses:
+        return {}
+    size, note = reader.checkpoint()
+    root = parse_checkpoint_text(parse_note(note).text).root
+    todo = [w for w in witnesses if (w.last_size, w.last_root) != (size, root) or not w.last_cosignature]
+    out: dict[str, str | None] = {w.vkey: None for w in witnesses if w not in todo}
+
+    def one(w: WitnessRow) -> tuple[str, str | None]:
+        try:
+            with httpx.Client(timeout=timeout) as http:
+                line = push_one(reader, http, w, size, note)
+            _store(store, w.vkey, size, root, line)
+        except (httpx.HTTPError, LedgerError, ValueError) as exc:
+            return w.vkey, str(exc) or type(exc).__name__
+        return w.vkey, None
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+            out.update(dict(pool.map(one, todo)))
+    return out
+
+
+class WitnessFollower:
+    """A daemon thread that pushes each new checkpoint to the witnesses (and retries the lagging ones)."""
+
+    def __init__(self, store: Store, reader: LogReader, *, interval: float = 0.2, retry: float = 5.0) -> None:
+        self.store = store
+        self.reader = reader
+        self.interval = interval
+        self.retry = retry
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="witness-follower", daemon=True)
+
+    def start(self) -> WitnessFollower:
+        try:
+            create_table(self.store)
+        except (SQLAlchemyError, LedgerError) as exc:
+            log.warning("witness table not created: %s", exc)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        seen: tuple[int, int] | None = None
+        failed_at = 0.0
+        while not self._stop.is_set():
+            try:
+                with self.store.reader() as conn:
+                    head = Store.head_position(conn)
+                now = time.monotonic()
+                if head is not None and (head != seen or (failed_at and now - failed_at >= self.retry)):
+                    seen = head
+                    results = push_checkpoint(self.store, self.reader)
+                    errors = {k: v for k, v in results.items() if v}
+                    for vkey, error in errors.items():
+                        log.warning("witness %s: %s", vkey.split("+", 1)[0], error)
+                    failed_at = now if errors else 0.0
+            except Exception as exc:
+                log.warning("witness push failed: %s", exc)
+                failed_at = time.monotonic()
+            self._stop.wait(self.interval)
