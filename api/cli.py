@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from api.audit_cli import add_audit_commands
 from api.people import CommandError, UsageError, add_commands
 from api.trust_cli import add_trust_commands, check_witness_policy, start_witness_follower
 from keys.errors import KeystoreError
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_trust_commands(sub, p)
 
     add_commands(sub)
+    add_audit_commands(sub)
     return parser
 
 
