@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,11 +67,13 @@ class ShulianClient:
         http: httpx.Client | None = None,
         witnesses: Sequence[str] = (),
         quorum: int | None = None,
+        witness_wait: float = 3.0,
     ) -> None:
         """``http`` may be any httpx client, e.g. Starlette's TestClient to drive an app in-process.
 
         With ``witnesses`` (cosignature/v1 verifier keys) a checkpoint is accepted only with valid
-        cosignatures by ``quorum`` of them (default: all), or when proven a prefix of one that has them.
+        cosignatures by ``quorum`` of them (default: all), or when proven a prefix of one that has them;
+        a checkpoint newer than any witnessed one waits up to ``witness_wait`` seconds for its cosignatures.
         """
         self.base_url = base_url.rstrip("/")
         self.key = key
@@ -80,6 +83,7 @@ class ShulianClient:
         self.last: Checkpoint | None = None
         self.witnesses = [parse_witness_vkey(w) for w in witnesses]
         self.quorum = len(self.witnesses) if quorum is None else quorum
+        self.witness_wait = witness_wait
         if self.witnesses or quorum is not None:
             check_policy(self.witnesses, self.quorum)
         if state_path is not None and state_path.exists():
@@ -156,10 +160,15 @@ class ShulianClient:
 
     def _accept_unwitnessed(self, cp: Checkpoint, why: str) -> Checkpoint:
         """Fail closed: a checkpoint short of the quorum passes only as a proven prefix of a witnessed one."""
-        if self.last is None or cp.size > self.last.size:
-            newest = self._send("GET", "/v1/checkpoint")
+        deadline = time.monotonic() + self.witness_wait
+        while self.last is None or cp.size > self.last.size:
+            newest = self._send("GET", "/v1/checkpoint")  # witnesses cosign a new checkpoint within moments
             if get_quorum_result(newest, self.witnesses, self.quorum):
                 self.accept_checkpoint(newest)
+            elif time.monotonic() >= deadline:
+                break
+            else:
+                time.sleep(0.2)
         last = self.last
         if last is None or cp.size > last.size:
             raise ClientError(f"checkpoint of size {cp.size} is not witnessed: {why}")

@@ -101,7 +101,12 @@ def list_witnesses(store: Store) -> list[WitnessRow]:
 
 def with_cosignatures(store: Store, size: int, note: str) -> str:
     """``note`` (the checkpoint of ``size``) with every stored cosignature of exactly that checkpoint."""
-    witnesses = [w for w in list_witnesses(store) if w.last_size == size and w.last_cosignature]
+    return attach_cosignatures(list_witnesses(store), size, note)
+
+
+def attach_cosignatures(rows: list[WitnessRow], size: int, note: str) -> str:
+    """``note`` (the checkpoint of ``size``) with the cosignatures in ``rows`` of exactly that checkpoint."""
+    witnesses = [w for w in rows if w.last_size == size and w.last_cosignature]
     if not witnesses:
         return note
     try:

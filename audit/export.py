@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from api.witnesses import attach_cosignatures, list_witnesses
 from audit.errors import AuditError, ExportError
 from audit.sources import EXPORT_FORMAT, snapshot
 from ledger.store import Store
@@ -71,9 +72,12 @@ def write_export(store: Store, path: str | os.PathLike[str], progress: bool = Tr
                     bar.update(pending)
                     pending = 0
             bar.update(pending)
+            witnesses = list_witnesses(store)  # each holds the one checkpoint it last cosigned
             for height, header, checkpoint in store.iter_blocks():
                 if height >= block_count:
                     break
+                if witnesses:
+                    checkpoint = attach_cosignatures(witnesses, int(header["tree_size"]), checkpoint)
                 out.write(_json_line({"block": height, "header": header, "checkpoint": checkpoint}))
                 blocks += 1
             out.flush()

@@ -125,12 +125,16 @@ def test_witness_log_fork_monitor_and_quorum(tmp_path: Path, procs: list[subproc
     # 1. the log's checkpoint is cosigned; the cosignature verifies with the witness key alone
     note = wait_cosigned(log_url, wkey, 2)
     spec_verify(note, wkey)
+    bare_first = note.split("\u2014 audit.example.gov.cn/w1 ")[0]  # the size-2 checkpoint, log signature only
     append(log_env, 3, "s1")
     note = wait_cosigned(log_url, wkey)
     assert size_of(note) > 2
     spec_verify(note, wkey)
     cosigned_size = size_of(note)
     assert "OK:" in run_cli(log_env, "verify", "-q", "--witness", wkey, "--quorum", "1").stdout
+    export = tmp_path / "log.jsonl"
+    run_cli(log_env, "export", "-q", "-o", str(export))
+    assert "OK:" in run_cli(log_env, "verify", "-q", "--export", str(export), "--witness", wkey).stdout
 
     # 2. a fork: the same log key file, another history; the witness never cosigns it
     shutil.copytree(Path(log_env["SHULIAN_HOME"]), Path(fork_env["SHULIAN_HOME"]))
@@ -177,10 +181,11 @@ def test_witness_log_fork_monitor_and_quorum(tmp_path: Path, procs: list[subproc
 
     # 5. the k-of-n policy, in the SDK and in `shulian verify`
     w2 = witness_vkey("audit.example.gov.cn/w2", fixed_key("never-runs")).encode()
-    client = ShulianClient(log_url, log_key=log_key, witnesses=[wkey], quorum=1)
+    client = ShulianClient(log_url, log_key=log_key, witnesses=[wkey], quorum=1, witness_wait=0.3)
     assert client.checkpoint().size == size_of(checkpoint(log_url))
+    assert client.accept_checkpoint(bare_first).size == 2  # unwitnessed, but a proven prefix of a witnessed one
     with pytest.raises(ClientError, match="cosigned by 1/2 witnesses, need 2"):
-        ShulianClient(log_url, log_key=log_key, witnesses=[wkey, w2], quorum=2).checkpoint()
+        ShulianClient(log_url, log_key=log_key, witnesses=[wkey, w2], quorum=2, witness_wait=0.3).checkpoint()
     two = run_cli(log_env, "verify", "-q", "--witness", wkey, "--witness", w2, "--quorum", "2", check=False)
     assert two.returncode == 1 and "cosigned by 1/2 witnesses, need 2" in two.stderr
 
@@ -195,7 +200,7 @@ def test_witness_log_fork_monitor_and_quorum(tmp_path: Path, procs: list[subproc
     with pytest.raises(ClientError, match="not witnessed"):
         client.checkpoint()
     with pytest.raises(ClientError, match="not witnessed"):
-        ShulianClient(log_url, log_key=log_key, witnesses=[wkey]).checkpoint()
+        ShulianClient(log_url, log_key=log_key, witnesses=[wkey], witness_wait=0.3).checkpoint()
     down = run_cli(log_env, "verify", "-q", "--witness", wkey, check=False)
     assert down.returncode == 1 and "cosigned by 0/1" in down.stderr
     client.close()
