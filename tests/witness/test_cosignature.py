@@ -89,3 +89,18 @@ def test_add_checkpoint_body_round_trip_and_refusals() -> None:
     for bad in (b"old x\n\n", b"new 1\n\n", b"old 01\n\n", b"old 1\nnotbase64!\n\n", b"old 1\nAAAA\n\n", b"old 1\n"):
         with pytest.raises(AddCheckpointError):
             parse_add_checkpoint(bad + NOTE.encode())
+
+
+def test_cosignature_module_is_pure() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, ledger.cosignature\n"
+        "bad = [m for m in ('sqlalchemy', 'sqlite3', 'fastapi', 'starlette', 'httpx') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
