@@ -82,6 +82,45 @@ class DepartmentFigures:
         return out
 
 
+OPEN, OVERDUE, RESOLVED, RESOLVED_LATE = "open", "overdue", "resolved", "resolved_late"
+STATUS_LABELS = {
+    OPEN: "办理中 (open)",
+    OVERDUE: "逾期未办 (overdue)",
+    RESOLVED: "已办结 (resolved)",
+    RESOLVED_LATE: "逾期办结 (resolved late)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectionLine:
+    """One objection the period saw (filed in it, resolved in it, or open at its end), with its due time."""
+
+    seq: int
+    department: str  # the owner, who resolves it
+    dataset: str
+    record: str
+    filed: datetime
+    due: datetime
+    status: str  # open | overdue | resolved | resolved_late (at the period's end)
+    resolved_seq: int | None
+    resolved: datetime | None
+    outcome: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "department": self.department,
+            "dataset": self.dataset,
+            "record": self.record,
+            "filed": format_ts(self.filed),
+            "due": format_ts(self.due),
+            "status": self.status,
+            "resolved_seq": self.resolved_seq,
+            "resolved": None if self.resolved is None else format_ts(self.resolved),
+            "outcome": self.outcome,
+        }
+
+
 @dataclass(slots=True)
 class Report:
     start: datetime
@@ -92,6 +131,7 @@ class Report:
     totals: DepartmentFigures
     alerts: list[Alert]
     rules: list[Rule]
+    objections: list[ObjectionLine] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +142,7 @@ class Report:
             "objection_deadline_days": self.objection_deadline.days,
             "departments": [d.as_dict() for d in self.departments],
             "totals": {k: v for k, v in self.totals.as_dict().items() if k not in ("department", "name")},
+            "objections": [o.as_dict() for o in self.objections],
             "alerts": [a.as_dict() for a in self.alerts],
             "alerts_by_severity": {s: sum(1 for a in self.alerts if a.severity == s) for s in SEVERITIES},
             "rules": [{"code": r.code, "severity": r.severity, "title": r.title} for r in self.rules],
@@ -126,6 +167,7 @@ def build_report(
     engine = RulesEngine(rules)
     figures: dict[str, DepartmentFigures] = {}
     filed: dict[int, datetime] = {}
+    resolved: dict[int, datetime] = {}
     alerts: list[Alert] = []
 
     def of(principal: str) -> DepartmentFigures:
@@ -140,14 +182,32 @@ def build_report(
             continue
         if env.type == "objection.file":
             filed[seq] = at
+        elif env.type == "objection.resolve" and isinstance(env.body.get("objection"), int):
+            resolved.setdefault(env.body["objection"], at)
         if at >= start:
             _count(engine, seq, env, at, filed, objection_deadline, of)
         alerts += [a for a in engine.feed(seq, env) if a.at >= start]
     alerts += engine.finish(end)
     state, registry = engine.state, engine.registry
-    for seq, o in state.objections.items():
-        if o.is_open and end - filed.get(seq, end) > objection_deadline:
-            of(o.owner).objections_overdue += 1
+    lines = []
+    for seq, o in sorted(state.objections.items()):
+        when = filed.get(seq, end)
+        due = when + objection_deadline
+        if o.is_open:
+            status = OVERDUE if end > due else OPEN
+            if status == OVERDUE:
+                of(o.owner).objections_overdue += 1
+        else:
+            done = resolved.get(seq, when)
+            if done < start and when < start:
+                continue  # settled before the period
+            status = RESOLVED_LATE if done > due else RESOLVED
+        ob = o.objection
+        lines.append(
+            ObjectionLine(
+                seq, o.owner, ob.dataset, ob.record, when, due, status, o.resolved_seq, resolved.get(seq), o.outcome
+            )
+        )
     chosen = None if department is None else state.principal_of(registry, department)
     for a in alerts:
         if a.department is not None:
@@ -158,6 +218,7 @@ def build_report(
     if chosen is not None:
         figures = {k: v for k, v in figures.items() if k == chosen}
         alerts = [a for a in alerts if a.department == chosen]
+        lines = [line for line in lines if line.department == chosen]
     departments = sorted(figures.values(), key=lambda d: (d.name, d.department))
     totals = DepartmentFigures("", "合计 (Total)")
     for d in departments:
@@ -165,7 +226,7 @@ def build_report(
             setattr(totals, metric, getattr(totals, metric) + getattr(d, metric))
         totals.denies_by_reason.update(d.denies_by_reason)
     alerts.sort(key=lambda a: (SEVERITIES.index(a.severity), a.at, a.seqs))
-    return Report(start, end, chosen, objection_deadline, departments, totals, alerts, list(rules))
+    return Report(start, end, chosen, objection_deadline, departments, totals, alerts, list(rules), lines)
 
 
 def _count(
@@ -309,6 +370,17 @@ def render_html(report: Report) -> str:
         f"<td>{_e(a.message)}</td></tr>"
         for a in report.alerts
     )
+    names = {d.department: d.name for d in report.departments}
+    objection_rows = "".join(
+        f'<tr><td class="n">{o.seq}</td><td>{_e(names.get(o.department, o.department))}</td>'
+        f"<td><code>{_e(o.dataset)}</code> {_e(o.record)}</td><td>{_e(format_ts(o.filed))}</td>"
+        f"<td>{_e(format_ts(o.due))}</td>"
+        f'<td class="{"high" if o.status == OVERDUE else "medium" if o.status == RESOLVED_LATE else ""}">'
+        f"{_e(STATUS_LABELS[o.status])}</td>"
+        f"<td>{'' if o.resolved is None else _e(format_ts(o.resolved))}"
+        f"{'' if o.resolved_seq is None else f' (seq {o.resolved_seq}, {_e(o.outcome)})'}</td></tr>"
+        for o in report.objections
+    )
     rule_rows = "".join(
         f"<tr><td><code>{_e(r.code)}</code></td><td>{_e(r.title)}</td>"
         f'<td class="{_e(r.severity)}">{_e(SEVERITY_LABELS.get(r.severity, r.severity))}</td></tr>'
@@ -331,6 +403,9 @@ def render_html(report: Report) -> str:
 {_chart(report)}
 <h2>拒绝原因 (Denials by reason)</h2>
 <table><tr><th>原因 (Reason)</th><th>次数 (Count)</th></tr>{reason_rows}</table>
+<h2>数据异议办理 (Objections and their deadlines)</h2>
+<table><tr><th>序号 (Seq)</th><th>责任部门 (Department)</th><th>记录 (Record)</th><th>提出时间 (Filed)</th>
+<th>办理时限 (Due)</th><th>状态 (Status)</th><th>办结 (Resolved)</th></tr>{objection_rows}</table>
 <h2>告警 (Alerts): {len(report.alerts)}</h2>
 <table><tr><th>级别 (Severity)</th><th>规则 (Rule)</th><th>时间 (Time)</th><th>序号 (Seqs)</th>
 <th>说明 (Message)</th></tr>{alert_rows}</table>

@@ -6,12 +6,13 @@ releases that no valid path allows are signed and appended with the state machin
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
 
-from audit.report import build_report
+from audit.report import build_report, render_html, render_json
 from audit.rules import (
     AgreementExpiring,
     Alert,
@@ -27,6 +28,7 @@ from audit.rules import (
 from consent.objection import objection_body, resolution_body
 from consent.release import usage_release_body
 from ledger.envelope import Envelope, parse_envelope, sign_envelope
+from ledger.timefmt import format_ts
 from tests.consent.builder import Actor, Ledger
 from tests.consent.conftest import ALICE_VALUES, DIBAO, HOUSING, World, build_world, subject_of
 
@@ -298,7 +300,8 @@ def test_report_counts_objections_and_denials(w: World) -> None:
     ask(w, w.rsj)
     filed = file_objection(w)
     w.ledger.clock += 2 * DAY
-    resolve(w, file_objection(w))
+    second = file_objection(w)
+    settled = resolve(w, second)
     end = MONDAY_10 + 17 * DAY
     report = build_report(entries(w.ledger), start=MONDAY_10, end=end)
     by_name = {d.name: d for d in report.departments}
@@ -309,6 +312,12 @@ def test_report_counts_objections_and_denials(w: World) -> None:
     assert (gaj.objections_filed, gaj.objections_resolved, gaj.objections_overdue) == (2, 1, 1)
     assert [a.seqs for a in report.alerts] == [(filed,)]
     assert gaj.alerts == 1 and report.totals.requests == 3
+    lines = [(o.seq, o.status, o.resolved_seq, o.due - o.filed) for o in report.objections]
+    assert lines == [(filed, "overdue", None, 15 * DAY), (second, "resolved", settled, 15 * DAY)]
+    later = build_report(entries(w.ledger), start=MONDAY_10 + 10 * DAY, end=end)
+    assert [o.seq for o in later.objections] == [filed]  # the settled one is before the period
+    assert "逾期未办 (overdue)" in render_html(report)
+    assert json.loads(render_json(report))["objections"][0]["due"] == format_ts(w.ledger.entries[filed].time + 15 * DAY)
     only = build_report(entries(w.ledger), start=MONDAY_10, end=end, department=w.rsj.kid)
     assert [d.name for d in only.departments] == ["rsj"] and only.alerts == []
     with pytest.raises(ValueError, match="the period is empty"):
