@@ -10,6 +10,7 @@ from api.node import Node
 from api.routes import (
     access,
     agreements,
+    audit,
     catalogue,
     consents,
     entries,
@@ -44,6 +45,7 @@ def create_app(node: Node | None = None) -> FastAPI:
         access,
         usage,
         objections,
+        audit,
         portal,
     ):
         app.include_router(module.router)

@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +24,13 @@ DATE_HELP = "YYYY-MM-DD (a day in Asia/Shanghai, UTC+8) or an ISO 8601 time with
 
 
 def parse_when(text: str, option: str, *, end: bool = False) -> datetime:
-    """A date (midnight UTC+8 starting it; with ``end``, the midnight ending it) or an aware ISO 8601 time."""
-    from audit.rules import SHANGHAI
+    """``audit.report.parse_when``, its complaint naming the option."""
+    from audit.report import parse_when as parse
 
-    text = text.strip()
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
-            return moment + timedelta(days=1) if end else moment
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{option} {text!r} has no time zone: add Z or an offset such as +08:00")
-    return moment
+        return parse(text, end=end)
+    except ValueError as exc:
+        raise UsageError(f"{option} {exc}") from None
 
 
 def ledger_entries(args: argparse.Namespace) -> Iterator[tuple[int, Envelope]]:

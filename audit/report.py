@@ -15,10 +15,10 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from audit.rules import SEVERITIES, Alert, ObjectionOverdue, Rule, RulesEngine, default_rules
+from audit.rules import SEVERITIES, SHANGHAI, Alert, ObjectionOverdue, Rule, RulesEngine, default_rules
 from consent.decision import ALLOW, DENY_REASONS
 from ledger.envelope import Envelope
 from ledger.timefmt import format_ts
@@ -147,6 +147,23 @@ class Report:
             "alerts_by_severity": {s: sum(1 for a in self.alerts if a.severity == s) for s in SEVERITIES},
             "rules": [{"code": r.code, "severity": r.severity, "title": r.title} for r in self.rules],
         }
+
+
+def parse_when(text: str, *, end: bool = False) -> datetime:
+    """A period bound: ``YYYY-MM-DD`` (the midnight starting that day in UTC+8, or with ``end`` the one
+    ending it) or an ISO 8601 time with its offset. Raises ``ValueError`` with a readable message."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
+            return moment + timedelta(days=1) if end else moment
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add Z or an offset such as +08:00")
+    return moment
 
 
 def build_report(

@@ -204,3 +204,46 @@ def write_entries_export(ledger: Ledger, path: Path) -> None:
     for seq, env in enumerate(ledger.entries):
         lines.append(json.dumps({"seq": seq, "leaf": base64.b64encode(env.leaf).decode()}))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_api_report_for_auditors_and_departments(sim: Simulated) -> None:
+    from starlette.testclient import TestClient
+
+    from api import world
+    from api.app import create_app
+    from api.client import ClientError, ShulianClient
+    from api.demo import DemoKeys
+
+    start, end = period(sim)
+    report = build_report(sim.entries, start=start, end=end)
+    first, last = days(sim)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SHULIAN_PASSPHRASE", "test passphrase")
+        node = Node(sim.env["SHULIAN_DB"], home_dir=sim.tmp / "home")
+        keys = DemoKeys(node).load()
+        try:
+            with TestClient(create_app(node)) as http:
+
+                def client(name: str) -> ShulianClient:
+                    return ShulianClient("http://testserver", keys.require(name), http=http)
+
+                auditor = client(world.AUDITOR[0])
+                period_ = {"from": first, "to": last}
+                data = auditor._send("GET", "/v1/audit/report", params=period_)
+                assert data["totals"]["requests"] == report.totals.requests
+                assert len(data["alerts"]) == len(report.alerts)
+                page = auditor._send("GET", "/v1/audit/report", params={**period_, "format": "html"})
+                assert page.startswith("<!DOCTYPE html>")
+                busiest = max(report.departments, key=lambda d: d.requests)
+                dept_name = next(d.key for d in world.DEPARTMENTS if d.name == busiest.name)
+                own = client(dept_name)._send("GET", "/v1/audit/report", params=period_)
+                assert [d["department"] for d in own["departments"]] == [busiest.department]
+                with pytest.raises(ClientError, match="its own report only"):
+                    client(dept_name)._send("GET", "/v1/audit/report", params={**period_, "department": "0" * 32})
+                citizen = client(keys.names("citizen-")[0])
+                with pytest.raises(ClientError, match="403"):
+                    citizen._send("GET", "/v1/audit/report", params=period_)
+                with pytest.raises(ClientError, match="400 '2026-02-30' is not a date"):
+                    auditor._send("GET", "/v1/audit/report", params={"from": "2026-02-30", "to": last})
+        finally:
+            node.close()
