@@ -178,7 +178,9 @@ class Sequencer:
         self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
         self._leader = False  # some thread is committing; the queue waits for it to hand over
-        self._pipeline = True  # plan the next batch during the previous COMMIT (off once another writer shows)
+        # Plan the next batch during the previous COMMIT: off once another writer shows, and for an
+        # in-memory SQLite database (each connection would see its own database).
+        self._pipeline = not (store.is_sqlite and store.engine.url.database in (None, "", ":memory:"))
         self._committing: _Commit | None = None  # the commit handed over before its COMMIT returned
         self._reset()
 
@@ -446,8 +448,7 @@ class Sequencer:
         if conn is not None:
             known = Store.seqs_of_hashes(conn, hashes)
         else:
-            with self.store.engine.connect() as read:  # the primary: a read replica may lag
-                known = Store.seqs_of_hashes(read, hashes)
+            known = self.store.seqs_committed(hashes)  # on the primary: a read replica may lag
             inflight = self._committing.hashes if self._committing is not None else {}
             known.update({h: inflight[h] for h in hashes if h in inflight})
         registry = self._registry

@@ -6,6 +6,7 @@ IMMEDIATE``, PostgreSQL ``pg_advisory_xact_lock``). Reads never take the writer 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError, OperationalError
-from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.pool import NullPool, PoolProxiedConnection, QueuePool
 from sqlalchemy.schema import Table
 
 from ledger import schema
@@ -67,7 +68,9 @@ def make_engine(url: str, *, writer: bool = False, pool_size: int = 5) -> Engine
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        args: dict[str, Any] = {"check_same_thread": False, "timeout": 60}
+        # A statement cache above the default 128: the append path's multi-row inserts have one
+        # statement per batch size seen.
+        args: dict[str, Any] = {"check_same_thread": False, "timeout": 60, "cached_statements": 512}
         if parsed.database and parsed.database != ":memory:":
             # Keep connections open: opening one costs a schema read and the pragmas, and closing
             # the last one checkpoints and deletes the WAL, which cost milliseconds per commit.
@@ -94,14 +97,55 @@ class Store:
         self.write_engine = make_engine(self.url, writer=True, pool_size=1) if self.is_sqlite else self.engine
         read = read_url or os.environ.get("SHULIAN_DB_READ")
         self.read_engine = make_engine(read) if read else self.engine
+        self._probe: tuple[int, PoolProxiedConnection] | None = None  # (pid, connection): see seqs_committed
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
     def close(self) -> None:
+        self._close_probe()
         for engine in {self.engine, self.write_engine, self.read_engine}:
             engine.dispose()
+
+    def seqs_committed(self, hashes: list[bytes]) -> dict[bytes, int]:
+        """``seqs_of_hashes`` over what is committed, outside any transaction (for one caller at a time).
+
+        The sequencer looks up duplicates here before its transaction, once per commit: on a primary
+        connection kept for it in autocommit, one statement and no BEGIN, ROLLBACK, pool checkout or
+        ping around it (each a GIL release the committing thread queues behind, or a round trip).
+        """
+        probe = self._probe
+        if probe is None or probe[0] != os.getpid():  # never a connection inherited through fork
+            raw = self.engine.raw_connection()
+            if not self.is_sqlite:  # SQLite connections already run without implicit transactions
+                raw.rollback()
+                raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+            raw.detach()  # ours until close(); closing it closes the connection
+            probe = self._probe = (os.getpid(), raw)
+        mark = "?" if self.is_sqlite else "%s"
+        out: dict[bytes, int] = {}
+        try:
+            cur = probe[1].cursor()
+            try:
+                for i in range(0, len(hashes), 500):
+                    chunk = hashes[i : i + 500]
+                    cur.execute(_hashes_sql(mark, len(chunk)), tuple(chunk))
+                    out.update({bytes(r[0]): r[1] for r in cur.fetchall()})
+            finally:
+                cur.close()
+        except Exception as exc:
+            self._close_probe()
+            if isinstance(exc, self.engine.dialect.loaded_dbapi.Error):
+                raise StorageError(f"database unavailable: {exc}") from exc
+            raise
+        return out
+
+    def _close_probe(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None and probe[0] == os.getpid():
+            with contextlib.suppress(Exception):  # closing a broken connection: nothing more to do
+                probe[1].close()
 
     def create_schema(self) -> None:
         with self.write_engine.begin() as conn:
@@ -285,14 +329,15 @@ class Store:
         if dialect != "sqlite" and upsert is None:
             _copy_rows(conn, table.name, cols, rows)
             return
-        # Multi-row VALUES statements, a power of two rows each (a handful of distinct statements,
-        # all in the driver's statement cache). On SQLite ``executemany`` steps once per row and
-        # releases the GIL around every step: the committing thread then queues for the GIL behind
-        # the submitter threads once per row, which cost more than the commit's own CPU.
+        # One multi-row VALUES statement (more only past the parameter limit). On SQLite
+        # ``executemany`` steps once per row and releases the GIL around every step, and so does each
+        # statement: the committing thread then queues for the GIL behind the submitter threads each
+        # time, which cost more than the commit's own CPU. Batch sizes recur, so the statements stay
+        # in the driver's statement cache.
         per = _rows_per_statement(dialect, len(columns))
         pos = 0
         while pos < len(rows):
-            n = min(per, 1 << ((len(rows) - pos).bit_length() - 1))
+            n = min(per, len(rows) - pos)
             sql = _insert_sql(dialect, table.name, cols, n, upsert)
             conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(rows[pos : pos + n])))
             pos += n
@@ -319,12 +364,11 @@ _SQLITE_MAX_PARAMS = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 def _rows_per_statement(dialect: str, columns: int) -> int:
-    """The largest power of two of rows whose parameters fit one statement, at most 1024."""
-    fit = min(1024, (_SQLITE_MAX_PARAMS if dialect == "sqlite" else 65535) // columns)
-    return 1 << (fit.bit_length() - 1)
+    """The most rows whose parameters fit one statement."""
+    return (_SQLITE_MAX_PARAMS if dialect == "sqlite" else 65535) // columns
 
 
-@functools.cache
+@functools.lru_cache(maxsize=512)
 def _insert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int = 1, upsert: str | None = None) -> str:
     mark = "?" if dialect == "sqlite" else "%s"
     one = f"({', '.join([mark] * len(columns))})"
