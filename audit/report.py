@@ -225,7 +225,12 @@ def build_report(
                 seq, o.owner, ob.dataset, ob.record, when, due, status, o.resolved_seq, resolved.get(seq), o.outcome
             )
         )
-    chosen = None if department is None else state.principal_of(registry, department)
+    chosen = None
+    if department is not None:
+        key = registry.keys.get(department)
+        if key is None or key.role != "department":
+            raise ValueError(f"{department} is not a registered department key")
+        chosen = state.principal_of(registry, department)
     for a in alerts:
         if a.department is not None:
             of(a.department).alerts += 1

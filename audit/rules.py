@@ -20,6 +20,7 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 from consent.decision import ALLOW, DENY
+from consent.principal import key_valid_at
 from consent.state import LIVE, ConsentState
 from keys.registry import KeyRegistry
 from ledger.envelope import Envelope
@@ -96,6 +97,11 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _key_valid(event: Event, key_id: str) -> bool:
+    key = event.registry.keys.get(key_id)
+    return key is not None and key_valid_at(key, event.at)
+
+
 def _decision(event: Event) -> tuple[str, str, str, str, list[int]] | None:
     """(requester principal, dataset, subject, outcome, basis) of an ``access.decision``; None if malformed."""
     body = event.env.body
@@ -111,8 +117,9 @@ def _decision(event: Event) -> tuple[str, str, str, str, list[int]] | None:
 
 
 class ReleaseWithoutPath(Rule):
-    """A ``usage.release`` whose decision is not an allow resting on a live agreement and, where the
-    agreement requires it, a live consent grant, at the time of the release. Never fires on a ledger the
+    """A ``usage.release`` whose decision is not an allow (not yet released, by a requester whose key is still
+    valid) resting on a live agreement and, where the agreement requires it, a live consent grant, at the
+    time of the release. Never fires on a ledger the
     sequencer built; it is the auditor's own check of 最小必要 and 个人链上授权."""
 
     code = "release_without_path"
@@ -139,6 +146,8 @@ class ReleaseWithoutPath(Rule):
                 why = f"decision {number} is a deny ({', '.join(d.entry.reasons)})"
             elif d.released_seq is not None:
                 why = f"decision {number} was already released at seq {d.released_seq}"
+            elif not _key_valid(event, d.entry.requester):
+                why = f"the requester's key {d.entry.requester} is not valid at the release"
             elif agreement is None:
                 why = f"the allow's basis {basis} names no agreement.approve"
             elif agreement.status(at) != LIVE:

@@ -19,7 +19,7 @@ from ledger.errors import LedgerError
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 
-class BadPeriod(LedgerError):
+class BadQuery(LedgerError):
     status = 400
 
 
@@ -53,7 +53,7 @@ def report(
         first, last = parse_when(start), parse_when(end, end=True)
         result = build_report(_entries(node), start=first, end=last, department=department)
     except ValueError as exc:
-        raise BadPeriod(str(exc)) from None
+        raise BadQuery(str(exc)) from None
     text = RENDERERS[format](result)
     if format == "html":
         return HTMLResponse(text)

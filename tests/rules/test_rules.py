@@ -101,7 +101,9 @@ def test_release_on_a_valid_path_raises_nothing(w: World) -> None:
     assert alerts(w.ledger, ReleaseWithoutPath()) == []
 
 
-@pytest.mark.parametrize("case", ["deny", "agreement_revoked", "consent_revoked", "not_a_decision", "twice"])
+@pytest.mark.parametrize(
+    "case", ["deny", "agreement_revoked", "consent_revoked", "not_a_decision", "twice", "key_revoked"]
+)
 def test_release_without_a_valid_path_is_high(w: World, case: str) -> None:
     agreement = w.ledger.approve(w.gaj, w.mzj, SCOPE, [DIBAO], consent_required=True)
     grant = w.ledger.grant(w.alice, w.mzj, {"gaj.hukou": FIELDS}, DIBAO)
@@ -117,6 +119,8 @@ def test_release_without_a_valid_path_is_high(w: World, case: str) -> None:
         w.ledger.revoke_grant(w.alice, grant)
     elif case == "twice":
         release(w, decision)
+    elif case == "key_revoked":
+        w.ledger.revoke_key(w.mzj)
     elif case == "not_a_decision":
         decision = agreement
     seq = release(w, decision, checked=False)
@@ -132,6 +136,7 @@ def test_release_without_a_valid_path_is_high(w: World, case: str) -> None:
         "consent_revoked": f"consent grant {grant} was revoked",
         "not_a_decision": f"seq {agreement} is not an access.decision",
         "twice": f"decision {decision} was already released at seq {seq - 1}",
+        "key_revoked": f"the requester's key {w.mzj.kid} is not valid at the release",
     }[case]
     assert expected in a.message
     if case != "not_a_decision":
@@ -320,6 +325,8 @@ def test_report_counts_objections_and_denials(w: World) -> None:
     assert json.loads(render_json(report))["objections"][0]["due"] == format_ts(w.ledger.entries[filed].time + 15 * DAY)
     only = build_report(entries(w.ledger), start=MONDAY_10, end=end, department=w.rsj.kid)
     assert [d.name for d in only.departments] == ["rsj"] and only.alerts == []
+    with pytest.raises(ValueError, match=f"{w.alice.kid} is not a registered department key"):
+        build_report(entries(w.ledger), start=MONDAY_10, end=end, department=w.alice.kid)
     with pytest.raises(ValueError, match="the period is empty"):
         build_report(entries(w.ledger), start=end, end=MONDAY_10)
     assert ALICE_VALUES["phone"]  # the objection is about a field the record has

@@ -168,6 +168,7 @@ def test_cli_writes_json_csv_and_html(sim: Simulated) -> None:
         (["--from", "2026-11-02", "--to", "2026-11-01T00:00Z"], 2, "--to is not after --from"),
         (["--from", "2026-11-01T09:00", "--to", "2026-12-01"], 2, "--from '2026-11-01T09:00' has no time zone"),
         (["--from", "2026-11-01", "--to", "2026-12-01", "--export", "/nonexistent/x.jsonl"], 1, "cannot read"),
+        (["--from", "2026-11-01", "--to", "2026-12-01", "--department", "0" * 32], 1, "0" * 32 + " is not a"),
     ],
 )
 def test_cli_errors_are_one_line(sim: Simulated, args: list[str], code: int, start: str) -> None:
