@@ -1,4 +1,5 @@
-"""Audit: the offline verifier (pure, ``audit.verifier``), its parallel runner, sources and the export.
+"""Audit: the offline verifier (pure, ``audit.verifier``), its parallel runner, sources and the export;
+the anomaly rules (``audit.rules``) and usage reports (``audit.report``), pure as well.
 
 ``verify_database``, ``verify_export`` and ``write_export`` are loaded on first use, so importing the
 pure verifier never pulls in the database layer.

@@ -119,8 +119,8 @@ def _decision(event: Event) -> tuple[str, str, str, str, list[int]] | None:
 class ReleaseWithoutPath(Rule):
     """A ``usage.release`` whose decision is not an allow (not yet released, by a requester whose key is still
     valid) resting on a live agreement and, where the agreement requires it, a live consent grant, at the
-    time of the release. Never fires on a ledger the
-    sequencer built; it is the auditor's own check of 最小必要 and 个人链上授权."""
+    time of the release. Never fires on a ledger the sequencer built; it is the auditor's own check of
+    最小必要 and 个人链上授权, the same rules ``ConsentState`` enforces when a release is appended."""
 
     code = "release_without_path"
     severity = HIGH
