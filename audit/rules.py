@@ -267,7 +267,7 @@ class VolumeSpike(Rule):
     ``min_count``, and only after ``min_history`` buckets of history: a dataset or requester without a
     day's history has no baseline to spike above (so a fresh ledger, such as ``shulian demo`` followed by
     ``shulian simulate``, raises none). Defaults: hourly buckets, 5×, at least 20, 24 hours of history,
-    alpha 1/24 (about a day's memory).
+    alpha 1/24 (about a day's memory). A dataset's spike concerns its owner, a requester's the requester.
     """
 
     code = "volume_spike"
@@ -295,7 +295,9 @@ class VolumeSpike(Rule):
             return
         requester, dataset = found[0], found[1]
         index = int(event.at.timestamp() // self.bucket.total_seconds())
-        for kind, key in (("dataset", dataset), ("requester", requester)):
+        ds = event.state.datasets.get(dataset)
+        owner = ds.owner if ds is not None else None
+        for kind, key, department in (("dataset", dataset, owner), ("requester", requester, requester)):
             series = self._series.get((kind, key))
             if series is None:
                 series = self._series[(kind, key)] = _Series(index)
@@ -315,7 +317,7 @@ class VolumeSpike(Rule):
                     f"seq {series.seqs[0]}–{event.seq}: {count} requests for {kind} {key} within {hours:g} h, "
                     f"against a baseline of {series.baseline:.1f}",
                     event.at,
-                    requester,
+                    department,
                 )
 
 

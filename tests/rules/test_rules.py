@@ -213,6 +213,9 @@ def test_volume_spike_after_a_baseline(w: World) -> None:
         ask(w)
     found = alerts(w.ledger, VolumeSpike())
     assert sorted(a.message.split(" for ")[1].split()[0] for a in found) == ["dataset", "requester"]
+    principal = w.state.principal_of(w.ledger.registry, w.mzj.kid)
+    owner = w.state.principal_of(w.ledger.registry, w.gaj.kid)
+    assert sorted(a.department or "" for a in found) == sorted([principal, owner])
     for a in found:
         assert a.seqs[0] == first and len(a.seqs) == 20  # it fires when the count reaches min_count
         assert a.message.startswith(f"seq {first}–")
