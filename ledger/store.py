@@ -117,6 +117,10 @@ class Store:
         """
         probe = self._probe
         if probe is None or probe[0] != os.getpid():  # never a connection inherited through fork
+            if probe is not None:
+                # The parent's: never close it here (closing a PostgreSQL connection from the child
+                # would end the parent's session); keep it referenced so nothing finalizes it.
+                _INHERITED.append(probe[1])
             raw = self.engine.raw_connection()
             if not self.is_sqlite:  # SQLite connections already run without implicit transactions
                 raw.rollback()
@@ -143,9 +147,13 @@ class Store:
 
     def _close_probe(self) -> None:
         probe, self._probe = self._probe, None
-        if probe is not None and probe[0] == os.getpid():
-            with contextlib.suppress(Exception):  # closing a broken connection: nothing more to do
-                probe[1].close()
+        if probe is None:
+            return
+        if probe[0] != os.getpid():
+            _INHERITED.append(probe[1])
+            return
+        with contextlib.suppress(Exception):  # closing a broken connection: nothing more to do
+            probe[1].close()
 
     def create_schema(self) -> None:
         with self.write_engine.begin() as conn:
@@ -357,6 +365,9 @@ def _copy_rows(conn: Connection, table: str, columns: tuple[str, ...], rows: Seq
         if type(exc).__module__.split(".")[0] != "psycopg":
             raise
         raise StorageError(f"database refused the rows for {table}: {exc}") from exc
+
+
+_INHERITED: list[PoolProxiedConnection] = []  # connections a forked child must leave alone
 
 
 # Host parameters per statement: 32766 since SQLite 3.32, 999 before.
