@@ -30,7 +30,7 @@ from ledger.envelope import VERSION, Envelope, parse_envelope, verify_ed25519
 from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError
 from ledger.machine import Attach, BuildContext, Builder, Indexer, StateMachine
 from ledger.note import Checkpoint, sign_note, signer_vkey
-from ledger.store import StorageError, Store
+from ledger.store import StorageConflict, StorageError, Store
 from ledger.timefmt import format_ts, now, parse_ts
 from ledger.tree import CompactRange, leaf_hash, root_nodes
 
@@ -384,9 +384,12 @@ class Sequencer:
                     plan = self._plan(conn, batch)
                     if not plan.accepted:
                         return
-                elif Store.head_position(conn) != plan.base:
-                    raise _Moved
-                self._write(conn, plan)
+                    self._write(conn, plan)
+                else:
+                    # No head query: if another writer appended since our plan, the entry with our
+                    # first seq exists and the insert clashes (a duplicate leaf stored meanwhile by
+                    # another writer clashes too); either way the classic path sorts it out.
+                    self._write(conn, plan, first_insert_moved=True)
                 committing = self._committing = _Commit(plan.hash_seqs())
                 hand_over()
         except _Moved:
@@ -525,10 +528,18 @@ class Sequencer:
         self._head = header
         return _Plan(accepted, base, size, new_size, height, header, checkpoint, entry_rows, node_rows)
 
-    def _write(self, conn: Connection, plan: _Plan) -> None:
-        """Write a plan's rows, its block, the attached rows and the index, in the writer transaction."""
+    def _write(self, conn: Connection, plan: _Plan, *, first_insert_moved: bool = False) -> None:
+        """Write a plan's rows, its block, the attached rows and the index, in the writer transaction.
+
+        With ``first_insert_moved``, a clash on the entries (the first insert) raises ``_Moved``.
+        """
         assert plan.header is not None
-        Store.insert_rows(conn, schema.entries, ENTRY_COLUMNS, plan.entry_rows)
+        try:
+            Store.insert_rows(conn, schema.entries, ENTRY_COLUMNS, plan.entry_rows)
+        except StorageConflict as exc:
+            if first_insert_moved:
+                raise _Moved from exc
+            raise
         Store.insert_rows(conn, schema.tree_nodes, NODE_COLUMNS, plan.node_rows)
         Store.insert_rows(
             conn,

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool, PoolProxiedConnection, QueuePool
 from sqlalchemy.schema import Table
 
@@ -37,6 +37,10 @@ class StorageError(LedgerError):
 
     status = 503
     title = "Database unavailable"
+
+
+class StorageConflict(StorageError):
+    """``insert_rows``: a row clashes with one already stored (a key or a unique value)."""
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -347,7 +351,10 @@ class Store:
         while pos < len(rows):
             n = min(per, len(rows) - pos)
             sql = _insert_sql(dialect, table.name, cols, n, upsert)
-            conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(rows[pos : pos + n])))
+            try:
+                conn.exec_driver_sql(sql, tuple(itertools.chain.from_iterable(rows[pos : pos + n])))
+            except IntegrityError as exc:
+                raise StorageConflict(f"rows for {table.name} clash with stored ones: {exc.orig}") from exc
             pos += n
 
 
@@ -364,6 +371,8 @@ def _copy_rows(conn: Connection, table: str, columns: tuple[str, ...], rows: Seq
     except Exception as exc:  # psycopg's own errors, not wrapped by SQLAlchemy
         if type(exc).__module__.split(".")[0] != "psycopg":
             raise
+        if any(c.__name__ == "IntegrityError" for c in type(exc).__mro__):
+            raise StorageConflict(f"rows for {table} clash with stored ones: {exc}") from exc
         raise StorageError(f"database refused the rows for {table}: {exc}") from exc
 
 
