@@ -10,6 +10,7 @@ from typing import Any
 
 import nacl.signing
 
+from ledger import sodium
 from ledger.canonical import canonical_bytes
 from ledger.envelope import verify_ed25519
 from ledger.errors import LedgerError, SignatureError
@@ -70,7 +71,7 @@ def sign_header(
     time: str,
 ) -> BlockHeader:
     draft = BlockHeader(height, tree_size, root, prev, first_seq, time, b"")
-    sig = key.sign(canonical_bytes(draft.unsigned())).signature
+    sig = sodium.sign(key, canonical_bytes(draft.unsigned()))
     return BlockHeader(height, tree_size, root, prev, first_seq, time, sig)
 
 

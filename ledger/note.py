@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.signing
 
+from ledger import sodium
 from ledger.errors import NoteError
 
 ALG_ED25519 = 0x01
@@ -96,7 +97,7 @@ def sign_note(text: str, name: str, signing_key: nacl.signing.SigningKey) -> str
     if not text.endswith("\n") or "\n\n" in text:
         raise NoteError("note text must end in one newline and hold no blank line")
     vkey = signer_vkey(name, signing_key)
-    sig = signing_key.sign(text.encode()).signature
+    sig = sodium.sign(signing_key, text.encode())
     return Note(text, (Signature(name, vkey.hash, sig),)).encode()
 
 

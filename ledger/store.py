@@ -136,9 +136,8 @@ class Store:
         try:
             cur = probe[1].cursor()
             try:
-                for i in range(0, len(hashes), 500):
-                    chunk = hashes[i : i + 500]
-                    cur.execute(_hashes_sql(mark, len(chunk)), tuple(chunk))
+                for sql, params in _hashes_queries(mark, hashes):
+                    cur.execute(sql, params)
                     out.update({bytes(r[0]): r[1] for r in cur.fetchall()})
             finally:
                 cur.close()
@@ -229,9 +228,8 @@ class Store:
         """``{leaf hash: seq}`` for those of ``hashes`` already on the ledger (one index search each)."""
         out: dict[bytes, int] = {}
         mark = "?" if conn.dialect.name == "sqlite" else "%s"
-        for i in range(0, len(hashes), 500):
-            chunk = hashes[i : i + 500]
-            rows = conn.exec_driver_sql(_hashes_sql(mark, len(chunk)), tuple(chunk)).all()
+        for sql, params in _hashes_queries(mark, hashes):
+            rows = conn.exec_driver_sql(sql, params).all()
             out.update({bytes(r[0]): r[1] for r in rows})
         return out
 
@@ -400,6 +398,20 @@ def _insert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int = 
 
 
 _HEAD_POSITION = f"SELECT height, tree_size FROM {schema.blocks.name} ORDER BY height DESC LIMIT 1"  # noqa: S608
+
+
+def _hashes_queries(mark: str, hashes: list[bytes]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """The queries for ``seqs_of_hashes``: SQLite, an IN list per 500; PostgreSQL, one ``= ANY`` of
+    an array (the same statement every time, so the server prepares it once)."""
+    if mark != "?":
+        yield _ANY_HASHES, (hashes,)
+        return
+    for i in range(0, len(hashes), 500):
+        chunk = hashes[i : i + 500]
+        yield _hashes_sql(mark, len(chunk)), tuple(chunk)
+
+
+_ANY_HASHES = f"SELECT leaf_hash, seq FROM {schema.entries.name} WHERE leaf_hash = ANY(%s)"  # noqa: S608
 
 
 @functools.lru_cache(maxsize=64)
