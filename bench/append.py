@@ -2,8 +2,10 @@
 
 Each process opens its own ``api.node.Node`` on the shared database (as API workers would) and runs
 ``threads`` threads that each call ``Node.append`` in a loop; the sequencer group-commits what they
-submit. The figure is acknowledged appends per second of wall time, from a common start to the
-last acknowledgement.
+submit. With ``per_call`` > 1 each thread instead submits that many envelopes per call through
+``Sequencer.append_many`` (a client posting a few entries at once): every call returns only once all
+of its entries are committed and sealed. The figure is acknowledged appends per second of wall time,
+from a common start to the last acknowledgement.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class AppendResult:
     seconds: float
     processes: int
     threads: int
+    per_call: int
     blocks: int
     errors: int
     cpu_s: float
@@ -43,6 +46,7 @@ class AppendResult:
             "seconds": round(self.seconds, 3),
             "processes": self.processes,
             "threads_per_process": self.threads,
+            "entries_per_call": self.per_call,
             "blocks": self.blocks,
             "mean_batch": round(self.entries / max(self.blocks, 1), 1),
             "errors": self.errors,
@@ -51,7 +55,7 @@ class AppendResult:
 
 
 def _submitter(
-    db: str, home: Path, leaves: list[bytes], threads: int, start: Any, out: Any
+    db: str, home: Path, leaves: list[bytes], threads: int, per_call: int, start: Any, out: Any
 ) -> None:  # runs in a child process
     node = Node(db, home)
     node.sequencer  # noqa: B018 (load the log key before the clock starts)
@@ -59,6 +63,7 @@ def _submitter(
         Store.head(conn)
     errors: list[str] = []
     feed = iter(leaves)  # next() on a list iterator is atomic under the GIL: no lock to queue on
+    calls = iter([leaves[i : i + per_call] for i in range(0, len(leaves), per_call)])
     # What a long-running API worker does once loaded: move the start-up heap (modules, the node,
     # the replayed state) out of the collector's generations, so a full collection scans only what
     # came after instead of stalling every thread for ~0.2 s.
@@ -74,7 +79,15 @@ def _submitter(
             except LedgerError as exc:
                 errors.append(str(exc))
 
-    workers = [threading.Thread(target=run) for _ in range(threads)]
+    def run_many() -> None:
+        sequencer = node.sequencer
+        while True:
+            chunk = next(calls, None)
+            if chunk is None:
+                return
+            errors.extend(str(r) for r in sequencer.append_many(chunk) if isinstance(r, LedgerError))
+
+    workers = [threading.Thread(target=run if per_call == 1 else run_many) for _ in range(threads)]
     start.wait()
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -86,8 +99,10 @@ def _submitter(
     node.close()
 
 
-def timed_appends(db: str, home: Path, leaves: list[bytes], *, processes: int, threads: int) -> AppendResult:
-    """Append ``leaves`` through ``processes`` × ``threads`` concurrent submitters; time it."""
+def timed_appends(
+    db: str, home: Path, leaves: list[bytes], *, processes: int, threads: int, per_call: int = 1
+) -> AppendResult:
+    """Append ``leaves`` through ``processes`` × ``threads`` concurrent submitters (``per_call`` each call); time it."""
     ctx = mp.get_context("fork")
     start = ctx.Barrier(processes + 1)
     out = ctx.SimpleQueue()
@@ -96,7 +111,7 @@ def timed_appends(db: str, home: Path, leaves: list[bytes], *, processes: int, t
         before = Store.head(conn)
     store.close()
     slices = [leaves[i::processes] for i in range(processes)]
-    procs = [ctx.Process(target=_submitter, args=(db, home, s, threads, start, out)) for s in slices]
+    procs = [ctx.Process(target=_submitter, args=(db, home, s, threads, per_call, start, out)) for s in slices]
     for p in procs:
         p.start()
     start.wait()
@@ -120,6 +135,7 @@ def timed_appends(db: str, home: Path, leaves: list[bytes], *, processes: int, t
         seconds=wall,
         processes=processes,
         threads=threads,
+        per_call=per_call,
         blocks=blocks,
         errors=errors,
         cpu_s=sum(r[1] for r in results),
@@ -156,10 +172,10 @@ def sign_timed_batch(world: World, pool: SigningPool, count: int) -> list[bytes]
     return mixed
 
 
-if __name__ == "__main__":  # quick manual run: python -m bench.append [sqlite|URL] [N] [P] [T]
+if __name__ == "__main__":  # quick manual run: python -m bench.append [sqlite|URL] [N] [P] [T] [PER_CALL]
     import tempfile
 
-    args = sys.argv[1:] + [""] * 4
+    args = sys.argv[1:] + [""] * 5
     tmp = Path(tempfile.mkdtemp(prefix="shulian-append-"))
     os.environ.setdefault("SHULIAN_PASSPHRASE", "bench")
     os.environ["SHULIAN_HOME"] = str(tmp)
@@ -167,6 +183,8 @@ if __name__ == "__main__":  # quick manual run: python -m bench.append [sqlite|U
     w, pool = prepared_ledger(url, tmp)
     batch = sign_timed_batch(w, pool, int(args[1] or 30000))
     pool.close()
-    r = timed_appends(url, tmp, batch, processes=int(args[2] or 2), threads=int(args[3] or 64))
+    r = timed_appends(
+        url, tmp, batch, processes=int(args[2] or 2), threads=int(args[3] or 64), per_call=int(args[4] or 1)
+    )
     print(r.to_json())
     shutil.rmtree(tmp)
