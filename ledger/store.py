@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, func, select
-from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.engine import Connection, Engine, RootTransaction, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool, PoolProxiedConnection, QueuePool
 from sqlalchemy.schema import Table
 
@@ -88,7 +88,9 @@ def make_engine(url: str, *, writer: bool = False, pool_size: int = 5) -> Engine
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+        # A writer engine pings nothing: its transaction's first statement (the advisory lock) is
+        # the liveness check, retried once on a fresh connection (see ``Store.writer``).
+        return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=not writer)
     raise StorageError(f"unsupported database URL {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
@@ -99,6 +101,8 @@ class Store:
         self.url = url or os.environ.get("SHULIAN_DB") or DEFAULT_DB
         self.engine = make_engine(self.url)
         self.write_engine = make_engine(self.url, writer=True, pool_size=1) if self.is_sqlite else self.engine
+        # writer()'s own engine: on PostgreSQL without pre-ping (see _begin_writer).
+        self._writer_engine = self.write_engine if self.is_sqlite else make_engine(self.url, writer=True, pool_size=1)
         read = read_url or os.environ.get("SHULIAN_DB_READ")
         self.read_engine = make_engine(read) if read else self.engine
         self._probe: tuple[int, PoolProxiedConnection] | None = None  # (pid, connection): see seqs_committed
@@ -109,7 +113,7 @@ class Store:
 
     def close(self) -> None:
         self._close_probe()
-        for engine in {self.engine, self.write_engine, self.read_engine}:
+        for engine in {self.engine, self.write_engine, self._writer_engine, self.read_engine}:
             engine.dispose()
 
     def seqs_committed(self, hashes: list[bytes]) -> dict[bytes, int]:
@@ -166,12 +170,29 @@ class Store:
     def writer(self) -> Iterator[Connection]:
         """A transaction holding the single-writer lock; commits on exit, rolls back on error."""
         try:
-            with self.write_engine.begin() as conn:
-                if not self.is_sqlite:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_ID})")
+            conn, transaction = self._begin_writer()
+            with conn, transaction:
                 yield conn
         except OperationalError as exc:
             raise StorageError(f"database unavailable: {exc.orig}") from exc
+
+    def _begin_writer(self) -> tuple[Connection, RootTransaction]:
+        """Begin the writer transaction. PostgreSQL: the advisory lock is also the liveness check that
+        a pool pre-ping would make (one round trip less per commit); a connection the server dropped
+        fails there, before anything is written, and is replaced once."""
+        for attempt in (0, 1):
+            conn = self._writer_engine.connect()
+            try:
+                transaction = conn.begin()  # SQLite: BEGIN IMMEDIATE (the engine's begin event)
+                if not self.is_sqlite:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_ID})")
+            except DBAPIError as exc:
+                conn.close()
+                if attempt == 0 and exc.connection_invalidated:
+                    continue
+                raise
+            return conn, transaction
+        raise AssertionError("unreachable")
 
     @contextmanager
     def reader(self) -> Iterator[Connection]:
