@@ -82,7 +82,6 @@ class _Plan:
     """A batch checked and applied to the cached state, with what its commit writes."""
 
     accepted: list[_Pending]
-    base: tuple[int, int] | None  # (height, tree_size) of the block it follows
     first_seq: int
     new_size: int
     height: int
@@ -500,9 +499,8 @@ class Sequencer:
                 continue
             accepted.append(p)
             seq = at
-        base = (head.height, head.tree_size) if head is not None else None
         if not accepted:
-            return _Plan(accepted, base, size, size, height, None, "", [], [])
+            return _Plan(accepted, size, size, height, None, "", [], [])
         node_rows: list[tuple[int, int, bytes]] = []
         entry_rows: list[tuple[int, bytes, bytes, str, str, str, int]] = []
         frontier = self._frontier
@@ -526,7 +524,7 @@ class Sequencer:
         checkpoint = sign_note(Checkpoint(self.origin, new_size, root).text(), self.origin, self.log_key)
         self._size = self._scanned = new_size
         self._head = header
-        return _Plan(accepted, base, size, new_size, height, header, checkpoint, entry_rows, node_rows)
+        return _Plan(accepted, size, new_size, height, header, checkpoint, entry_rows, node_rows)
 
     def _write(self, conn: Connection, plan: _Plan, *, first_insert_moved: bool = False) -> None:
         """Write a plan's rows, its block, the attached rows and the index, in the writer transaction.
