@@ -20,6 +20,7 @@ from api.app import create_app
 from api.node import Node
 from api.portal.data import STEPS
 from api.portal.pages import LANGS, PAGES, PORTAL_DIR, catalogue, render_page
+from audit.rules import SEVERITIES, default_rules
 from consent.decision import DENY_REASONS
 from keys.roles import ROLES
 from ledger.envelope import ENTRY_TYPES
@@ -54,6 +55,7 @@ def test_catalogues_have_the_same_keys_and_every_string_used() -> None:
     needed |= {f"field.{name}" for ds in world.DATASETS for name, _ in ds.fields}
     needed |= {f"objection.{s}" for s in ("open", "corrected", "rejected")}
     needed |= {f"chart.unit.{unit}" for unit, _ in STEPS}
+    needed |= {f"alert.rule.{r.code}" for r in default_rules()} | {f"alert.severity.{s}" for s in SEVERITIES}
     assert needed - set(zh) == set()
     assert all(v.strip() for v in zh.values()) and all(v.strip() for v in en.values())
 

@@ -6,14 +6,14 @@ import { b64decode, equal, sha256 } from "./bytes.js";
 import { canonicalBytes } from "./jcs.js";
 import { verifyEd25519 } from "./ed25519.js";
 import { verifyCheckpoint } from "./note.js";
-import { publicText } from "./api.js";
+import { publicText, serverNow } from "./api.js";
 import { barChart } from "./charts.js";
 import { checked, directory } from "./common.js";
 import { session } from "./session.js";
-import { badge, byId, empty, facts, fill, h, reason, show, showError, t, when } from "./ui.js";
+import { badge, byId, empty, facts, fill, h, has, reason, show, showError, t, when } from "./ui.js";
 import { VerifyError, verifier } from "./verify.js";
 
-const ctx = { api: null, dir: null, nextBefore: null, nextAfter: null, size: 0 };
+const ctx = { api: null, dir: null, explorer: false, nextBefore: null, nextAfter: null, size: 0 };
 const ZERO = new Uint8Array(32);
 
 // -- the checkpoint (public) --------------------------------------------------------------------
@@ -79,6 +79,61 @@ async function loadCharts() {
       h("span", { class: "bar-n" }, String(n)))))
     : empty(t("audit.charts.no_denials")));
   for (const el of document.querySelectorAll(".bar-fill")) el.style.width = `${el.dataset.w}%`;
+}
+
+// -- alerts (auditors: every department; a department: its own) -------------------------------
+
+const ALERT_DAYS = 30;
+
+function alertSeqs(seqs) {
+  const out = [];
+  for (const seq of seqs) {
+    if (out.length) out.push(" ");
+    out.push(ctx.explorer
+      ? h("a", { href: "#entries-title", class: "seq-link", "data-seq": seq, onclick: (ev) => {
+        ev.preventDefault();
+        byId("entry-seq").value = String(seq);
+        guarded("entries", () => showEntry(seq)).then(() => byId("entries-title").scrollIntoView({ block: "start" }));
+      } }, `#${seq}`)
+      : h("span", { class: "mono", "data-seq": seq }, `#${seq}`));
+  }
+  return out;
+}
+
+/** A department's public name from its principal (the directory is keyed by key id). */
+function deptName(principal) {
+  if (!principal) return "";
+  for (const d of ctx.dir.entries.values()) if (d.principal === principal) return d.name || principal;
+  return principal;
+}
+
+async function loadAlerts() {
+  const to = serverNow();
+  const from = new Date(to.getTime() - ALERT_DAYS * 86_400_000);
+  const report = await ctx.api.get("/v1/audit/report", { from: from.toISOString(), to: to.toISOString(), format: "json" });
+  const alerts = report.alerts || [];
+  const summary = h("p", { class: "small muted" }, t("audit.alerts.summary", { from: when(report.from), to: when(report.to), n: alerts.length }));
+  if (!alerts.length) {
+    fill("alerts", summary, h("div", { "data-state": "empty" }, empty(t("audit.alerts.none"))));
+    return;
+  }
+  const rule = (code) => (has(`alert.rule.${code}`) ? t(`alert.rule.${code}`) : code);
+  const severity = (s) => (has(`alert.severity.${s}`) ? t(`alert.severity.${s}`) : s);
+  const withDept = ctx.dir !== null;
+  fill("alerts", summary, h("div", { class: "table-wrap" }, h("table", { class: "table", id: "alerts-table" },
+    h("caption", { class: "sr-only" }, t("audit.alerts.title")),
+    h("thead", {}, h("tr", {},
+      h("th", { scope: "col" }, t("audit.alerts.severity")), h("th", { scope: "col" }, t("audit.alerts.code")),
+      withDept ? h("th", { scope: "col" }, t("audit.alerts.department")) : null,
+      h("th", { scope: "col" }, t("audit.alerts.time")), h("th", { scope: "col" }, t("audit.alerts.message")),
+      h("th", { scope: "col" }, t("audit.alerts.seqs")))),
+    h("tbody", {}, alerts.map((a) => h("tr", { class: "alert-row", "data-code": a.code, "data-severity": a.severity },
+      h("td", {}, h("span", { class: `severity severity-${a.severity}` }, severity(a.severity))),
+      h("td", {}, h("span", { title: a.code }, rule(a.code)), h("br"), h("span", { class: "mono small muted" }, a.code)),
+      withDept ? h("td", {}, deptName(a.department)) : null,
+      h("td", {}, when(a.at)),
+      h("td", { class: "small" }, a.message),
+      h("td", {}, alertSeqs(a.seqs))))))));
 }
 
 // -- blocks (auditors) ----------------------------------------------------------------------------
@@ -210,9 +265,16 @@ async function main() {
   ctx.api = api;
   show("app", true);
   await guarded("chart-decisions", loadCharts);
-  if (me.role === "auditor" || me.role === "admin") {
+  const auditor = me.role === "auditor" || me.role === "admin";
+  if (auditor || me.role === "department") {
+    show("alerts-panel", true);
+    show("alerts-intro", auditor);
+    show("alerts-intro-department", !auditor);
+  }
+  if (auditor) {
     show("auditor-only", true);
     ctx.dir = await directory(api);
+    ctx.explorer = true;
     byId("run-start").addEventListener("click", verificationRun);
     byId("blocks-more").addEventListener("click", () => guarded("blocks", () => loadBlocks(true)));
     byId("entry-form").addEventListener("submit", (ev) => {
@@ -223,6 +285,7 @@ async function main() {
     byId("entries-latest").addEventListener("click", () => guarded("entries", () => showEntries(ctx.size > 20 ? ctx.size - 21 : null)));
     await Promise.all([guarded("blocks", () => loadBlocks()), guarded("entries", () => showEntries(ctx.size > 20 ? ctx.size - 21 : null))]);
   }
+  if (auditor || me.role === "department") await guarded("alerts", loadAlerts);
   document.body.dataset.ready = "true";
 }
 
