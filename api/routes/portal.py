@@ -20,10 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import CallerDep, Forbidden, require
 from api.deps import NodeDep
 from api.portal import data, demo
-from api.portal.pages import STATIC, choose_lang, render_page
+from api.portal.pages import STATIC, choose_lang, render_page, script_json
 from api.routes.common import ERRORS, SIGNED_HEADERS
 from api.schemas import EntryOut
 from api.services import proven_entries
+from api.witnesses import list_witnesses
 from ledger.errors import LedgerError, NotFoundError
 
 router = APIRouter(tags=["portal"])
@@ -76,7 +77,9 @@ def audit(node: NodeDep, request: Request, lang: LangQuery = None, cookie: LangC
         _, note = node.reader.checkpoint()
     except LedgerError:
         note = ""
-    return _page("audit", request, lang, cookie, {"env": demo.environment(), "checkpoint_note": html.escape(note)})
+    witnesses = script_json([w.vkey for w in list_witnesses(node.store)])
+    extra = {"env": demo.environment(), "checkpoint_note": html.escape(note), "witness_keys": witnesses}
+    return _page("audit", request, lang, cookie, extra)
 
 
 @router.get("/portal/static/{path:path}", include_in_schema=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import nacl.public
+import nacl.signing
 import pytest
 
 from api import world
@@ -24,6 +25,8 @@ from consent.catalogue import parse_dataset
 from consent.commitment import commit_record, disclose
 from consent.release import build_release
 from keys.keystore import StoredKey, browser_keystore
+from ledger.cosignature import add_signatures, cosign, verify_cosignature, witness_vkey
+from ledger.note import VerifierKey, parse_note, sign_note, signer_vkey
 from tests.portal.conftest import PortalServer, open_page
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -113,6 +116,48 @@ def test_checkpoints_and_verifier_keys(page: Any) -> None:
         if result["ok"]:
             assert {k: result[k] for k in ("origin", "size", "root")} == case["checkpoint"], case["desc"]
     assert got["vkeys"] == [k["expect"] for k in doc["vkeys"]]
+
+
+def test_witness_cosignatures_made_by_python(page: Any) -> None:
+    """note.js checks tlog-cosignature/v1 lines that ledger/cosignature.py makes, and refuses altered ones."""
+    log_key = nacl.signing.SigningKey(bytes(range(32)))
+    text = f"example.gov.cn/log\n42\n{base64.b64encode(bytes(32)).decode()}\n"
+    note = sign_note(text, "example.gov.cn/log", log_key)
+    witnesses = {name: nacl.signing.SigningKey(hashlib.sha256(name.encode()).digest()) for name in ("w1", "w2")}
+    times = {"w1": 1_700_000_000, "w2": 2**40 + 7}
+    cosigned = add_signatures(note, [cosign(text, n, k, times[n]) for n, k in witnesses.items()])
+    vkeys = {n: witness_vkey(n, k).encode() for n, k in witnesses.items()}
+    sigs = {s.name: s for s in parse_note(cosigned).signatures}  # the reference agrees
+    assert all(verify_cosignature(text, sigs[n], VerifierKey.parse(vkeys[n])) == times[n] for n in witnesses)
+    got = run(
+        page,
+        "note.js",
+        """
+        const parsed = m.parseNote(arg.note);
+        const key = async (n) => m.parseVerifierKey(arg.vkeys[n]);
+        const sigOf = (n) => parsed.signatures.find((s) => s.name === n);
+        const attempt = async (f) => { try { return await f(); } catch (e) { return "error: " + e.message; } };
+        const logKey = await m.parseVerifierKey(arg.logVkey);
+        const v = (text, sig, k) => attempt(async () => m.verifyCosignature(text, sig, await k));
+        const flipped = (s) => { const p = s.payload.slice(); p[20] ^= 1; return {...s, payload: p}; };
+        const later = (s) => { const p = s.payload.slice(); p[7] ^= 1; return {...s, payload: p}; };
+        return {
+          w1: await v(parsed.text, sigOf("w1"), key("w1")),
+          w2: await v(parsed.text, sigOf("w2"), key("w2")),
+          wrongKey: await v(parsed.text, sigOf("w1"), key("w2")),
+          flipped: await v(parsed.text, flipped(sigOf("w1")), key("w1")),
+          otherTime: await v(parsed.text, later(sigOf("w1")), key("w1")),
+          otherText: await v(parsed.text.replace("42", "43"), sigOf("w1"), key("w1")),
+          logKeyAsWitness: await v(parsed.text, sigOf("w1"), logKey),
+          listed: (await m.verifyCheckpoint(arg.note, logKey)).cosignatures.map((c) => [c.name, c.time]),
+        };""",
+        {"note": cosigned, "vkeys": vkeys, "logVkey": signer_vkey("example.gov.cn/log", log_key).encode()},
+    )
+    assert got["w1"] == times["w1"] and got["w2"] == times["w2"]
+    assert got["wrongKey"] == "error: signature line is not by witness w2"
+    assert got["flipped"] == got["otherTime"] == got["otherText"] == "error: cosignature by w1 does not verify"
+    assert got["logKeyAsWitness"].startswith("error: ") and "not a cosignature/v1 key" in got["logKeyAsWitness"]
+    assert got["listed"] == [["w1", times["w1"]], ["w2", times["w2"]]]
 
 
 def test_canonical_json(page: Any) -> None:

@@ -5,7 +5,7 @@
 import { b64decode, equal, sha256 } from "./bytes.js";
 import { canonicalBytes } from "./jcs.js";
 import { verifyEd25519 } from "./ed25519.js";
-import { verifyCheckpoint } from "./note.js";
+import { ALG_COSIGNATURE_V1, parseVerifierKey, verifyCheckpoint, verifyCosignature } from "./note.js";
 import { publicText, serverNow } from "./api.js";
 import { barChart } from "./charts.js";
 import { checked, directory } from "./common.js";
@@ -36,17 +36,52 @@ async function loadCheckpoint() {
       [t("audit.cp.root"), h("span", { class: "mono small" }, note.split("\n")[2])],
       [t("audit.cp.key"), h("span", { class: "mono small" }, key.text)],
     ]));
-    fill("cp-cosigs", cp.cosignatures.length
-      ? h("ul", { class: "plain-list" }, cp.cosignatures.map((c) => h("li", {},
+    const witnesses = await witnessKeys();
+    const items = [];
+    for (const c of cp.cosignatures) {
+      const wkey = witnesses.find((w) => w.name === c.name && equal(w.hash, c.sig.keyHash));
+      let mark;
+      if (wkey) {
+        mark = badge();
+        try {
+          await verifyCosignature(cp.text, c.sig, wkey);
+          mark.verified(t("audit.cp.cosig_ok"));
+        } catch (err) {
+          mark.failed(err);
+        }
+      } else {
+        mark = h("span", { class: "badge", "data-state": "unknown" }, t("audit.cp.cosig_unchecked"));
+      }
+      items.push(h("li", { class: "cosig", "data-witness": c.name },
         h("strong", {}, c.name), ` · ${t("audit.cp.cosig_hash", { hash: c.keyHash })}`,
-        c.time ? ` · ${when(new Date(c.time * 1000).toISOString())}` : "",
-        h("span", { class: "small muted" }, ` · ${t("audit.cp.cosig_unchecked")}`))))
-      : empty(t("audit.cp.no_cosigs")));
+        c.time !== null ? ` · ${when(new Date(c.time * 1000).toISOString())} ` : " ", mark));
+    }
+    fill("cp-cosigs", items.length ? h("ul", { class: "plain-list" }, items) : empty(t("audit.cp.no_cosigs")));
   } catch (err) {
     verdict.dataset.state = "failed";
     verdict.textContent = `✗ ${t("audit.cp.failed")}`;
     showError(err);
   }
+}
+
+/** The witness verifier keys the server lists in the page (cosignature/v1 only; malformed ones skipped). */
+async function witnessKeys() {
+  let texts;
+  try {
+    texts = JSON.parse(byId("witness-keys")?.textContent || "[]");
+  } catch {
+    return [];
+  }
+  const keys = [];
+  for (const text of Array.isArray(texts) ? texts : []) {
+    try {
+      const key = await parseVerifierKey(text);
+      if (key.alg === ALG_COSIGNATURE_V1) keys.push(key);
+    } catch (err) {
+      console.warn(err);
+    }
+  }
+  return keys;
 }
 
 // -- charts (signed in) ---------------------------------------------------------------------------

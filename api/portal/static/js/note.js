@@ -91,9 +91,30 @@ export function parseCheckpointText(text) {
   return { origin, size: Number(sizeText), root };
 }
 
+/** The bytes a tlog-cosignature/v1 signature covers: the header, then the checkpoint's note text. */
+export function cosignedMessage(text, time) {
+  return utf8(`cosignature/v1\ntime ${BigInt(time)}\n${text}`);
+}
+
+/**
+ * Check a parsed signature line `sig` as witness `wkey`'s (a cosignature/v1 verifier key from
+ * parseVerifierKey) cosignature of the note text `text`; returns its time (Unix seconds), else throws.
+ */
+export async function verifyCosignature(text, sig, wkey) {
+  if (wkey.alg !== ALG_COSIGNATURE_V1) throw new NoteError(`${wkey.name}: not a cosignature/v1 key`);
+  if (sig.name !== wkey.name || !equal(sig.keyHash, wkey.hash)) throw new NoteError(`signature line is not by witness ${wkey.name}`);
+  if (sig.payload.length !== 72) throw new NoteError(`cosignature by ${wkey.name} is ${sig.payload.length} bytes, want 72`);
+  const time = new DataView(sig.payload.buffer, sig.payload.byteOffset, 8).getBigUint64(0);
+  if (time >= 2n ** 63n) throw new NoteError(`cosignature time ${time} out of range`);
+  if (!(await verifyEd25519(wkey.publicKey, cosignedMessage(text, time), sig.payload.subarray(8)))) {
+    throw new NoteError(`cosignature by ${wkey.name} does not verify`, "bad_cosignature");
+  }
+  return Number(time);
+}
+
 /** Describe a witness cosignature line (tlog-cosignature/v1: 8-byte time, then the signature). */
 function cosignature(sig) {
-  const out = { name: sig.name, keyHash: hex(sig.keyHash), time: null };
+  const out = { name: sig.name, keyHash: hex(sig.keyHash), time: null, sig };
   if (sig.payload.length === 72) {
     const view = new DataView(sig.payload.buffer, sig.payload.byteOffset, 8);
     out.time = Number(view.getBigUint64(0));
