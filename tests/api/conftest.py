@@ -48,29 +48,34 @@ def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("srv")
-    env = cli_env(tmp)
-    run_cli(env, "init", "--origin", "test.example.gov.cn/shulian")
-    run_cli(env, "demo")
+def start_serve(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`shulian serve` on a free loopback port; returns once /healthz answers (or raises with its output)."""
     port = free_port()
     proc = subprocess.Popen(
-        [*SHULIAN, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [*SHULIAN, "serve", "--port", str(port), *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
+                return proc, url
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read().decode() if proc.stdout else ""
             proc.kill()
-            raise RuntimeError(f"server did not start: {out}")
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"shulian serve did not start: {out}")
         time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("srv")
+    env = cli_env(tmp)
+    run_cli(env, "init", "--origin", "test.example.gov.cn/shulian")
+    run_cli(env, "demo")
+    proc, url = start_serve(env)
     yield Server(url, env, Path(env["SHULIAN_HOME"]), env["SHULIAN_DB"])
     proc.terminate()
     proc.wait(10)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from api.node import identity_body
 from keys.keystore import load_key, load_keystore
 from ledger.envelope import sign_envelope
-from tests.api.conftest import SHULIAN, Server, cli_env, free_port, run_cli
+from tests.api.conftest import Server, cli_env, run_cli, start_serve
 
 __all__ = ["Server", "register", "run_cli", "server", "tree_size"]
 
@@ -25,22 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = cli_env(tmp)
     run_cli(env, "init", "--origin", "cli.example.gov.cn/shulian")
     run_cli(env, "demo")
-    port = free_port()
-    proc = subprocess.Popen(
-        [*SHULIAN, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"shulian serve did not start (exit {proc.poll()})")
-        time.sleep(0.1)
+    proc, url = start_serve(env)
     yield Server(url, env, Path(env["SHULIAN_HOME"]), env["SHULIAN_DB"])
     proc.terminate()
     proc.wait(10)

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from tests.api.conftest import run_cli, start_serve
 
 CHROMIUM = os.environ.get("SHULIAN_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -45,16 +44,8 @@ class PortalServer:
     home: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run(env: dict[str, str], *args: str) -> None:
-    proc = subprocess.run([*SHULIAN, *args], env=env, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise AssertionError(f"shulian {' '.join(args)} failed: {proc.stderr}")
+    run_cli(env, *args)
 
 
 def start_server(
@@ -70,23 +61,7 @@ def start_server(
     _run(env, "init", "--origin", "portal.example.gov.cn/shulian")
     if seed:
         _run(env, "demo")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [*SHULIAN, "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            proc.kill()
-            raise RuntimeError(f"server did not start: {out}")
-        time.sleep(0.1)
+    proc, url = start_serve(env)
     return proc, PortalServer(url, env, tmp / "home")
 
 
