@@ -198,16 +198,22 @@ def cmd_consent_grant(args: argparse.Namespace) -> int:
     return 0
 
 
-@_server_call
-def cmd_consent_revoke(args: argparse.Namespace) -> int:
+def _revoke(args: argparse.Namespace, what: str, field: str) -> int:
+    """Revoke the consent or agreement at ``args.seq`` and say where the revocation landed."""
     client = open_client(args)
-    out = client.revoke_consent(args.seq, args.reason)
+    revoke = client.revoke_consent if what == "consent" else client.revoke_agreement
+    out = revoke(args.seq, args.reason)
     if args.json:
-        _print_json({"seq": out["seq"], "grant": args.seq})
+        _print_json({"seq": out["seq"], field: args.seq})
         return 0
-    print(f"consent {args.seq} revoked at seq {out['seq']}")
+    print(f"{what} {args.seq} revoked at seq {out['seq']}")
     print(_proved(client))
     return 0
+
+
+@_server_call
+def cmd_consent_revoke(args: argparse.Namespace) -> int:
+    return _revoke(args, "consent", "grant")
 
 
 @_server_call
@@ -385,14 +391,7 @@ def _scope_text(scope: dict[str, dict[str, str]]) -> str:
 
 @_server_call
 def cmd_agreement_revoke(args: argparse.Namespace) -> int:
-    client = open_client(args)
-    out = client.revoke_agreement(args.seq, args.reason)
-    if args.json:
-        _print_json({"seq": out["seq"], "agreement": args.seq})
-        return 0
-    print(f"agreement {args.seq} revoked at seq {out['seq']}")
-    print(_proved(client))
-    return 0
+    return _revoke(args, "agreement", "agreement")
 
 
 @_server_call
