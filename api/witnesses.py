@@ -9,6 +9,7 @@ costs nothing but its cosignature: appends never wait on witnesses.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -20,6 +21,8 @@ from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, String, Table,
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.schemas import EntryOut, Proof
+from ledger import schema
 from ledger.cosignature import (
     AddCheckpoint,
     CosignatureError,
@@ -119,6 +122,49 @@ def attach_cosignatures(rows: list[WitnessRow], size: int, note: str) -> str:
         if w.last_root == root:
             extra.extend(parse_signature_lines(w.last_cosignature))
     return add_signatures(note, extra)
+
+
+def witnessed_checkpoint(store: Store, size: int, note: str) -> tuple[int, str]:
+    """The checkpoint to prove entries against: the one the most witnesses cosigned (the newest of those,
+    the latest ``note`` of ``size`` on a tie), with its cosignatures; the latest when none is cosigned."""
+    rows = list_witnesses(store)
+    counts: dict[int, int] = {}
+    for w in rows:
+        if w.last_cosignature and 0 < w.last_size <= size:
+            counts[w.last_size] = counts.get(w.last_size, 0) + 1
+    latest = attach_cosignatures(rows, size, note)
+    best = max(counts.items(), key=lambda kv: (kv[1], kv[0]), default=None)
+    if best is None or best[0] == size:
+        return size, latest
+    with store.reader() as conn:
+        older = conn.execute(select(schema.blocks.c.checkpoint).where(schema.blocks.c.tree_size == best[0])).scalar()
+    if older is None:  # a size that is not a block of this log: nothing to prove against
+        return size, latest
+    return best[0], attach_cosignatures(rows, best[0], older)
+
+
+def witnessed_entries(reader: LogReader, store: Store, entries: list[EntryOut]) -> list[EntryOut]:
+    """``entries`` (proved against one checkpoint) proved instead against the witnessed checkpoint where
+    it covers them, each carrying that checkpoint with its cosignatures (DESIGN §6: a client may demand
+    k of n); an entry newer than the witnessed checkpoint keeps its proof and the latest checkpoint."""
+    if not entries:
+        return entries
+    size, note = entries[0].proof.tree_size, entries[0].checkpoint
+    witnessed_size, witnessed = witnessed_checkpoint(store, size, note)
+    latest = attach_cosignatures(list_witnesses(store), size, note) if witnessed_size != size else witnessed
+    out: list[EntryOut] = []
+    for e in entries:
+        if e.proof.tree_size != size:  # not proved against the same checkpoint: leave it alone
+            out.append(e)
+        elif witnessed_size != size and e.seq < witnessed_size:
+            proof = reader.inclusion(base64.b64decode(e.leaf_hash), witnessed_size)
+            hashes = [base64.b64encode(h).decode() for h in proof.hashes]
+            out.append(
+                e.model_copy(update={"proof": Proof(tree_size=witnessed_size, hashes=hashes), "checkpoint": witnessed})
+            )
+        else:
+            out.append(e.model_copy(update={"checkpoint": latest}))
+    return out
 
 
 def _store(store: Store, vkey: str, size: int, root: bytes, line: str) -> None:

@@ -11,6 +11,7 @@ from api.deps import NodeDep
 from api.routes.common import ERRORS, SIGNED_HEADERS, envelope_body, envelope_example
 from api.schemas import AppendOut, StatusOut
 from api.services import proven_entries, submit
+from api.witnesses import witnessed_entries
 
 router = APIRouter(prefix="/v1/objections", tags=["objections"])
 
@@ -54,5 +55,5 @@ def list_objections(node: NodeDep, caller: CallerDep) -> list[StatusOut]:
         status = {s: ("open" if o.is_open else (o.outcome or "resolved"), o.resolved_seq) for s, o in rows.items()}
     return [
         StatusOut(entry=e, status=status[e.seq][0], ended_by=status[e.seq][1])
-        for e in proven_entries(node, sorted(status))
+        for e in witnessed_entries(node.reader, node.store, proven_entries(node, sorted(status)))
     ]

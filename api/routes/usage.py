@@ -11,6 +11,7 @@ from api.deps import NodeDep
 from api.routes.common import ERRORS, SIGNED_HEADERS, page
 from api.schemas import Page
 from api.services import proven_entries
+from api.witnesses import witnessed_entries
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])
 
@@ -23,7 +24,8 @@ def usage(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page:
     """Citizens: every decision and release about their records. Departments: those on their requests.
-    Auditors: all of them. Each entry comes with its inclusion proof against the latest checkpoint."""
+    Auditors: all of them. Each entry comes with its inclusion proof against the witnessed checkpoint
+    (the one most witnesses cosigned, with its cosignatures), or the latest for entries newer than it."""
     with node.view.read() as (_, state):
         if caller.role == "citizen":
             subject = caller.subject or ""
@@ -35,4 +37,5 @@ def usage(
         else:
             raise Forbidden(f"a {caller.role} key has no usage to read")
     chosen, cursor = page(seqs, after, limit)
-    return Page(entries=proven_entries(node, chosen), next_after=cursor)
+    entries = witnessed_entries(node.reader, node.store, proven_entries(node, chosen))
+    return Page(entries=entries, next_after=cursor)
