@@ -163,8 +163,10 @@ class Store:
             probe[1].close()
 
     def create_schema(self) -> None:
-        with self.write_engine.begin() as conn:
-            schema.create_schema(conn)
+        """Create or upgrade the schema to the newest migration (once, however many processes ask)."""
+        from ledger import migrate
+
+        migrate.upgrade(self.write_engine)
 
     @contextmanager
     def writer(self) -> Iterator[Connection]:

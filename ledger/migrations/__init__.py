@@ -1,0 +1,1 @@
+"""Alembic migrations of the Shulian database (both engines); run them through ``ledger.migrate``."""
