@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from api.audit_cli import add_audit_commands
+from api.backup_cli import add_backup_commands, check_vault_option
 from api.people import CommandError, UsageError, add_commands
 from api.trust_cli import add_trust_commands, check_witness_policy, start_witness_follower
 from keys.errors import KeystoreError
@@ -90,9 +91,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from api.node import Node
     from audit.export import write_export
 
+    check_vault_option(args)
     node = Node(args.db)
-    write_export(node.store, Path(args.output), progress=not args.quiet)
+    summary = write_export(node.store, Path(args.output), progress=not args.quiet)
     print(f"exported to {args.output}")
+    if args.vault:
+        from api.backup import write_vault
+
+        records = write_vault(node.store, Path(args.vault), below=summary.entries)
+        print(f"vault ({records} sealed record versions, dataset keys still wrapped) to {args.vault}")
     return 0
 
 
@@ -154,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="write the ledger as a shulian-export/1 JSON Lines file")
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--vault", help="also write the records vault (sealed) to this shulian-vault/1 file")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -165,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     add_audit_commands(sub)
+    add_backup_commands(sub)
     return parser
 
 
