@@ -112,23 +112,23 @@ def _run(engine: Engine, action: Any, revision: str) -> None:
 def run_environment(context: Any) -> None:
     """The body of ``migrations/env.py``: configure alembic on the connection passed in, or on SHULIAN_DB."""
     conn = context.config.attributes.get("connection")
-    if conn is not None:
-        _configure_and_run(context, conn)
+    if conn is not None:  # ``upgrade``/``downgrade``: no autogenerate, so no models to import
+        _configure_and_run(context, conn, None)
         return
     from ledger.store import DEFAULT_DB, make_engine
 
     engine = make_engine(os.environ.get("SHULIAN_DB") or DEFAULT_DB, writer=True)
     try:
         with locked(engine) as conn:
-            _configure_and_run(context, conn)
+            _configure_and_run(context, conn, service_metadata())
     finally:
         engine.dispose()
 
 
-def _configure_and_run(context: Any, conn: Connection) -> None:
+def _configure_and_run(context: Any, conn: Connection, models: MetaData | None) -> None:
     context.configure(
         connection=conn,
-        target_metadata=service_metadata(),
+        target_metadata=models,
         render_as_batch=conn.dialect.name == "sqlite",  # SQLite alters tables by copying them
         compare_type=True,
     )
