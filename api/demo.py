@@ -156,7 +156,7 @@ def _commit(node: Node, leaves: list[bytes]) -> int:
     for leaf, result in zip(leaves, node.sequencer.append_many(leaves), strict=True):
         if isinstance(result, LedgerError):
             env = parse_envelope(leaf)
-            raise DemoError(f"{env.type} by {env.actor} refused: {result}")
+            raise DemoError(f"{env.type} by {env.actor} refused: {result}") from result
         done += 1
     return done
 

@@ -1,0 +1,120 @@
+"""A full disk and a read-only database: a clear error (HTTP problem or one CLI line), nothing half-written.
+
+The full disk is real for the process: its RLIMIT_FSIZE is lowered to the size its files have now,
+so SQLite's next write past it gets EFBIG (SIGXFSZ is ignored, as CPython does at startup) exactly as
+on a full file system. The read-only database is a private PostgreSQL database switched to
+``default_transaction_read_only`` with its sessions cut, as an operator fencing it would.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ledger.tree import leaf_hash
+from tests.api.conftest import SHULIAN, cli_env, run_cli, start_serve
+from tests.faults.conftest import PROBLEM_JSON, PrivateCluster, departments, ledger_env, ledger_size
+from tests.support import record_entry
+
+
+def _files_size(db_path: Path) -> int:
+    return max(p.stat().st_size for p in db_path.parent.glob(db_path.name + "*"))
+
+
+def _assert_problem(r: httpx.Response, *statuses: int) -> dict[str, object]:
+    assert r.status_code in statuses, (r.status_code, r.text[:300])
+    assert r.headers["content-type"] == PROBLEM_JSON
+    doc = r.json()
+    assert doc["status"] == r.status_code and doc["title"] and doc["detail"] and "Traceback" not in r.text
+    return dict(doc)
+
+
+def _one_line_failure(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def _limit_files(limit: int) -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+
+def test_full_disk_refuses_the_append_and_recovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = cli_env(tmp_path)
+    db_path = tmp_path / "ledger.db"
+    run_cli(env, "init")
+    [dept] = departments(env, 1, monkeypatch)
+    server, url = start_serve(env)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for i in range(3):
+                assert client.post("/v1/entries", content=record_entry(dept, i, tag="before")).status_code == 201
+            size = ledger_size(env["SHULIAN_DB"])
+            full = _files_size(db_path) + 512  # the next WAL frame does not fit
+            resource.prlimit(server.pid, resource.RLIMIT_FSIZE, (full, resource.RLIM_INFINITY))
+            leaf = record_entry(dept, 0, tag="refused")
+            for _ in range(2):  # refused each time, and the service stays up
+                doc = _assert_problem(client.post("/v1/entries", content=leaf), 507)
+                assert "storage" in str(doc["detail"]).lower()
+            assert client.get("/v1/checkpoint").status_code == 200  # reads still work
+            assert ledger_size(env["SHULIAN_DB"]) == size
+            resource.prlimit(server.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            r = client.post("/v1/entries", content=leaf)  # space again: the same envelope is taken
+            assert r.status_code == 201 and r.json()["seq"] == size, r.text
+        assert run_cli(env, "verify", "-q").stdout.startswith(f"OK: {size + 1} entries")
+    finally:
+        server.terminate()
+        server.wait(10)
+    # the CLI on a full disk: one line, exit 1, and the ledger as it was
+    limit = _files_size(db_path) + 512
+    proc = subprocess.run(
+        [*SHULIAN, "demo"], env=env, capture_output=True, text=True, timeout=300, preexec_fn=lambda: _limit_files(limit)
+    )
+    assert "storage" in _one_line_failure(proc).lower()
+    assert run_cli(env, "verify", "-q").stdout.startswith("OK: ")
+
+
+@pytest.mark.pg
+def test_read_only_database_refuses_appends(
+    private_pg: PrivateCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"readonly_{uuid.uuid4().hex[:8]}"
+    db = private_pg.create_database(name)
+    env = ledger_env(tmp_path, db)
+    [dept] = departments(env, 1, monkeypatch)
+    server, url = start_serve(env)
+    fence = [
+        f'ALTER DATABASE "{name}" SET default_transaction_read_only = on',
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+    ]
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            assert client.post("/v1/entries", content=record_entry(dept, 0)).status_code == 201
+            size = ledger_size(db)
+            private_pg.execute(*fence)
+            leaf = record_entry(dept, 1)
+            for _ in range(2):
+                doc = _assert_problem(client.post("/v1/entries", content=leaf), 503)
+                assert "read-only" in str(doc["detail"]), doc
+            assert client.get("/v1/checkpoint").status_code == 200
+            proc = subprocess.run([*SHULIAN, "demo"], env=env, capture_output=True, text=True, timeout=300)
+            assert "read-only" in _one_line_failure(proc)
+            assert ledger_size(db) == size
+            private_pg.execute(f'ALTER DATABASE "{name}" RESET default_transaction_read_only', fence[1])
+            r = client.post("/v1/entries", content=leaf)
+            assert r.status_code == 201 and r.json()["seq"] == size, r.text
+            assert json.loads(r.text)["leaf_hash"]
+        assert leaf_hash(leaf)
+        assert run_cli(env, "verify", "-q").stdout.startswith(f"OK: {size + 1} entries")
+    finally:
+        server.terminate()
+        server.wait(10)
