@@ -199,10 +199,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("shulian: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if args.verbose or not _readable(exc):
+        from api.dbfaults import database_fault
+
+        fault = database_fault(exc)  # unreachable, read-only or full: said plainly, with the cause
+        if args.verbose or not (fault or _readable(exc)):
             raise
         what = " ".join(x for x in (args.command, getattr(args, "action", None)) if x)
         line = " ".join(str(exc).split()) or type(exc).__name__
+        if fault is not None:
+            line = f"{fault.detail} ({line})"
         print(f"shulian {what}: {line}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
 
