@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -165,6 +166,19 @@ def witnessed_entries(reader: LogReader, store: Store, entries: list[EntryOut]) 
         else:
             out.append(e.model_copy(update={"checkpoint": latest}))
     return out
+
+
+def witness_policy(store: Store) -> dict[str, object]:
+    """The portal's k-of-n policy: every recorded witness key, and k from SHULIAN_WITNESS_QUORUM (default,
+    and whenever it is not a whole number from 1 to n: all of them, the strictest)."""
+    keys = [w.vkey for w in list_witnesses(store)]
+    wanted = os.environ.get("SHULIAN_WITNESS_QUORUM", "").strip()
+    quorum = len(keys)
+    if wanted.isdigit() and 1 <= int(wanted) <= len(keys):
+        quorum = int(wanted)
+    elif wanted:
+        log.warning("SHULIAN_WITNESS_QUORUM=%s is not between 1 and %d witnesses: requiring all", wanted, len(keys))
+    return {"witnesses": keys, "quorum": quorum}
 
 
 def _store(store: Store, vkey: str, size: int, root: bytes, line: str) -> None:

@@ -24,7 +24,7 @@ from api.portal.pages import STATIC, choose_lang, render_page, script_json
 from api.routes.common import ERRORS, SIGNED_HEADERS
 from api.schemas import EntryOut
 from api.services import proven_entries
-from api.witnesses import list_witnesses
+from api.witnesses import list_witnesses, witness_policy
 from ledger.errors import LedgerError, NotFoundError
 
 router = APIRouter(tags=["portal"])
@@ -61,8 +61,10 @@ def home(request: Request, lang: LangQuery = None, cookie: LangCookie = None) ->
 
 
 @router.get("/citizen", include_in_schema=False)
-def citizen(request: Request, lang: LangQuery = None, cookie: LangCookie = None) -> HTMLResponse:
-    return _page("citizen", request, lang, cookie, {"env": demo.environment()})
+def citizen(node: NodeDep, request: Request, lang: LangQuery = None, cookie: LangCookie = None) -> HTMLResponse:
+    """The page checks each use against the k-of-n witness policy embedded here (witness_state keys)."""
+    extra = {"env": demo.environment(), "witness_policy": script_json(witness_policy(node.store))}
+    return _page("citizen", request, lang, cookie, extra)
 
 
 @router.get("/department", include_in_schema=False)

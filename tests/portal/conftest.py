@@ -74,6 +74,21 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalServer]:
     proc.wait(10)
 
 
+def clone_server(portal: PortalServer, tmp: Path, **extra_env: str) -> tuple[subprocess.Popen[bytes], PortalServer]:
+    """Another `shulian serve` over a copy of ``portal``'s seeded ledger and keys (SQLite online backup), for
+    a test that changes server-wide state (witnesses, the clock of objections) without paying for a demo city."""
+    import sqlite3
+
+    src_db = portal.env["SHULIAN_DB"].removeprefix("sqlite:///")
+    shutil.copytree(portal.home, tmp / "home")
+    with sqlite3.connect(src_db) as src, sqlite3.connect(tmp / "ledger.db") as dst:
+        src.backup(dst)
+    env = dict(portal.env)
+    env.update(SHULIAN_HOME=str(tmp / "home"), SHULIAN_DB=f"sqlite:///{tmp / 'ledger.db'}", **extra_env)
+    proc, url = start_serve(env)
+    return proc, PortalServer(url, env, tmp / "home")
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     reason = browser_unavailable()

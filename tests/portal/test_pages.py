@@ -63,7 +63,12 @@ def test_catalogues_have_the_same_keys_and_every_string_used() -> None:
 @pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("page", sorted(PAGES))
 def test_every_page_renders(page: str, lang: str) -> None:
-    html = render_page(page, lang, path=PATHS[page], extra={"env": "test", "checkpoint_note": "", "witness_keys": "[]"})
+    html = render_page(
+        page,
+        lang,
+        path=PATHS[page],
+        extra={"env": "test", "checkpoint_note": "", "witness_keys": "[]", "witness_policy": "{}"},
+    )
     assert f'<html lang="{lang}">' in html and "{{" not in html
     assert f'src="/portal/static/js/{PAGES[page][1]}"' in html
     assert (JS / PAGES[page][1]).is_file()

@@ -7,8 +7,9 @@ import {
   badge, byId, empty, facts, fieldList, fieldName, fill, h, reason, show, showError, status, t, when, day,
 } from "./ui.js";
 import { verifier } from "./verify.js";
+import { policyLine, witnessChecker, witnessPolicy } from "./witness.js";
 
-const ctx = { api: null, me: null, dir: null, datasets: null, records: [], grants: [] };
+const ctx = { api: null, me: null, dir: null, datasets: null, records: [], grants: [], policy: null };
 
 const MONTH_MS = 30 * 24 * 3600 * 1000;
 const DURATIONS = [1, 3, 6, 12];
@@ -230,7 +231,18 @@ async function loadTimeline() {
   const list = byId("timeline");
   list.setAttribute("aria-busy", "true");
   const raw = await allPages(ctx.api, "/v1/usage");
-  const results = await Promise.all(raw.map(checked));
+  const witnessed = witnessChecker(ctx.policy);
+  // verified = the entry's proof against a log-signed checkpoint AND k of n witnesses cosigned that checkpoint
+  const results = await Promise.all(raw.map(async (e) => {
+    const r = await checked(e);
+    if (!r.ok) return r;
+    try {
+      r.witnesses = await witnessed(r.entry.checkpoint);
+    } catch (error) {
+      return { ...r, ok: false, error };
+    }
+    return r;
+  }));
   const releases = new Map();
   const decisions = [];
   for (const r of results) {
@@ -244,8 +256,11 @@ async function loadTimeline() {
     const b = d.entry.body;
     const release = releases.get(d.entry.seq);
     const ok = d.ok && (!release || release.ok);
+    const error = ok ? null : (d.ok ? release.error : d.error);
     const mark = badge();
-    if (ok) mark.verified(); else mark.failed((d.ok ? release.error : d.error));
+    if (ok) {
+      mark.verified(d.witnesses.total ? t("witness.verified", { m: d.witnesses.cosigned, n: d.witnesses.total }) : t("verify.ok"));
+    } else mark.failed(error);
     const allowed = b.outcome === "allow";
     const outcome = allowed
       ? (release ? t("citizen.timeline.released", { seq: release.entry.seq }) : t("citizen.timeline.allowed"))
@@ -267,7 +282,8 @@ async function loadTimeline() {
         [t("citizen.timeline.outcome"), outcome],
         ...(basis.length ? [[t("citizen.timeline.basis"), basis.join(t("common.semi"))]] : []),
         [t("citizen.timeline.record"), `${b.record}`],
-      ])));
+      ])),
+      error?.code === "not_witnessed" ? h("p", { class: "alert alert-error small not-witnessed" }, error.message) : null);
   }));
 }
 
@@ -347,6 +363,11 @@ async function main() {
     [t("me.source"), t(`source.${identity.source || "file"}`)],
   ]));
   show("app", true);
+  ctx.policy = await witnessPolicy();
+  const line = byId("witness-policy-line");
+  line.textContent = policyLine(ctx.policy);
+  line.dataset.state = ctx.policy.total ? "witnessed" : "none";
+  line.dataset.quorum = String(ctx.policy.quorum);
   try {
     [ctx.dir, ctx.datasets, ctx.records] = await Promise.all([directory(api), catalogue(api), api.get("/v1/records")]);
   } catch (err) {
