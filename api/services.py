@@ -169,7 +169,7 @@ def proven_entries(node: Node, seqs: Iterable[int]) -> list[EntryOut]:
     if not wanted:
         return []
     size, checkpoint = node.reader.checkpoint()
-    with node.store.reader() as conn:
+    with node.store.sealed_reader(size) as (conn, _):  # the read replica when it holds them
         leaves = Store.entries_by_seq(conn, wanted)
     out: list[EntryOut] = []
     for seq in wanted:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Connection
-
 from ledger.errors import NotFoundError, RangeError
 from ledger.note import VerifierKey
 from ledger.store import Store
@@ -20,7 +18,12 @@ class InclusionProof:
 
 
 class LogReader:
-    """Serves sealed state only: every committed entry is covered by the block of its commit."""
+    """Serves sealed state only: every committed entry is covered by the block of its commit.
+
+    Proofs and roots read a read replica (SHULIAN_DB_READ) when it holds the tree size asked for,
+    never past the size the primary has sealed (``Store.sealed_reader``); the checkpoint comes from
+    the primary.
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -57,16 +60,16 @@ class LogReader:
         return head[0].tree_size if head else 0
 
     def root(self, size: int) -> bytes:
-        with self.store.reader() as conn:
-            latest = _latest(conn)
+        with self.store.sealed_reader(size) as (conn, head):
+            latest = _size(head)
             if not 0 <= size <= latest:
                 raise RangeError(f"size {size} outside 0..{latest}")
             nodes = Store.nodes(conn, root_nodes(size))
         return fold_range([nodes[n] for n in root_nodes(size)])
 
     def inclusion(self, leaf_hash: bytes, size: int | None = None) -> InclusionProof:
-        with self.store.reader() as conn:
-            latest = _latest(conn)
+        with self.store.sealed_reader(size) as (conn, head):
+            latest = _size(head)
             size = latest if size is None else size
             if not 1 <= size <= latest:
                 raise RangeError(f"size {size} outside 1..{latest}")
@@ -78,14 +81,14 @@ class LogReader:
         return InclusionProof(seq, size, hashes)
 
     def consistency(self, first: int, second: int) -> list[bytes]:
-        with self.store.reader() as conn:
-            latest = _latest(conn)
+        with self.store.sealed_reader(second) as (conn, head):
+            latest = _size(head)
             if not 1 <= first <= second <= latest:
                 raise RangeError(f"need 1 <= first <= second <= {latest}, got first={first} second={second}")
             plan = plan_consistency(first, second)
             return plan.assemble(Store.nodes(conn, plan.nodes))
 
 
-def _latest(conn: Connection) -> int:
-    head = Store.head(conn)
-    return head[0].tree_size if head else 0
+def _size(head: tuple[int, int] | None) -> int:
+    """The tree size the primary has sealed (proofs go no further, whatever a replica holds)."""
+    return head[1] if head else 0

@@ -10,10 +10,12 @@ import contextlib
 import functools
 import itertools
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from ledger.errors import LedgerError
 from ledger.tree import Node
 
 WRITER_LOCK_ID = 0x5348554C49414E  # "SHULIAN"
+_log = logging.getLogger("shulian.store")
 DEFAULT_DB = "sqlite:///var/shulian.db"
 
 
@@ -55,6 +58,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_read_only_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+    dbapi_conn.execute("PRAGMA busy_timeout=60000")
+
+
 def _remember_pid(_dbapi_conn: Any, record: Any) -> None:
     record.info["pid"] = os.getpid()
 
@@ -66,31 +74,78 @@ def _refuse_other_pid(_dbapi_conn: Any, record: Any, proxy: Any) -> None:
         raise DisconnectionError(f"connection made in process {record.info['pid']}, checked out in {os.getpid()}")
 
 
-def make_engine(url: str, *, writer: bool = False, pool_size: int = 5) -> Engine:
-    """An engine for ``url``; for SQLite a ``writer`` engine begins every transaction IMMEDIATE."""
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """PostgreSQL connection pool of each engine (per process): from SHULIAN_DB_POOL_* (see README)."""
+
+    size: int = 5  # SHULIAN_DB_POOL_SIZE: connections kept open
+    overflow: int = 10  # SHULIAN_DB_POOL_OVERFLOW: more opened under load, closed when returned
+    timeout: float = 30.0  # SHULIAN_DB_POOL_TIMEOUT: seconds to wait for a connection, then 503
+    recycle: int = 1800  # SHULIAN_DB_POOL_RECYCLE: seconds before a connection is replaced (-1: never)
+    pre_ping: bool = True  # SHULIAN_DB_POOL_PRE_PING: test a connection at checkout (not the writer's)
+
+
+def pool_settings(environ: Mapping[str, str] | None = None) -> PoolSettings:
+    """The pool settings from the environment; a malformed value is a ``StorageError`` naming it."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for name, kind, low in (("size", int, 1), ("overflow", int, 0), ("timeout", float, 0), ("recycle", int, -1)):
+        raw = env.get(f"SHULIAN_DB_POOL_{name.upper()}")
+        if raw is None or raw == "":
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise StorageError(f"SHULIAN_DB_POOL_{name.upper()}={raw!r}: expected a number >= {low}")
+        out[name] = value
+    ping = env.get("SHULIAN_DB_POOL_PRE_PING", "").strip().lower()
+    if ping:
+        if ping not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise StorageError(f"SHULIAN_DB_POOL_PRE_PING={ping!r}: expected true or false")
+        out["pre_ping"] = ping in ("1", "true", "yes", "on")
+    return PoolSettings(**out)
+
+
+def make_engine(url: str, *, writer: bool = False, pool_size: int | None = None) -> Engine:
+    """An engine for ``url``; for SQLite a ``writer`` engine begins every transaction IMMEDIATE.
+
+    PostgreSQL engines pool connections as ``pool_settings()`` says (``pool_size`` overrides the size).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # not for a URI (file:…?mode=ro)
         # A statement cache above the default 128: the append path's multi-row inserts have one
         # statement per batch size seen.
         args: dict[str, Any] = {"check_same_thread": False, "timeout": 60, "cached_statements": 512}
         if parsed.database and parsed.database != ":memory:":
             # Keep connections open: opening one costs a schema read and the pragmas, and closing
             # the last one checkpoints and deletes the WAL, which cost milliseconds per commit.
-            engine = create_engine(url, connect_args=args, poolclass=QueuePool, pool_size=pool_size, max_overflow=10)
+            size = 5 if pool_size is None else pool_size
+            engine = create_engine(url, connect_args=args, poolclass=QueuePool, pool_size=size, max_overflow=10)
             event.listen(engine, "connect", _remember_pid)
             event.listen(engine, "checkout", _refuse_other_pid)
         else:
             engine = create_engine(url, connect_args=args, poolclass=NullPool)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        read_only = parsed.query.get("mode") == "ro"  # a read-only URI (a replica copy): no WAL switch
+        event.listen(engine, "connect", _sqlite_read_only_pragmas if read_only else _sqlite_pragmas)
         begin = "BEGIN IMMEDIATE" if writer else "BEGIN"
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
     if parsed.get_backend_name() == "postgresql":
         # A writer engine pings nothing: its transaction's first statement (the advisory lock) is
         # the liveness check, retried once on a fresh connection (see ``Store.writer``).
-        return create_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=not writer)
+        pool = pool_settings()
+        return create_engine(
+            url,
+            pool_size=pool.size if pool_size is None else pool_size,
+            max_overflow=pool.overflow,
+            pool_timeout=pool.timeout,
+            pool_recycle=pool.recycle,
+            pool_pre_ping=pool.pre_ping and not writer,
+        )
     raise StorageError(f"unsupported database URL {parsed.get_backend_name()!r}: use sqlite or postgresql")
 
 
@@ -105,6 +160,7 @@ class Store:
         self._writer_engine = self.write_engine if self.is_sqlite else make_engine(self.url, writer=True, pool_size=1)
         read = read_url or os.environ.get("SHULIAN_DB_READ")
         self.read_engine = make_engine(read) if read else self.engine
+        self._replica_ok: bool | None = None  # whether SHULIAN_DB_READ holds this ledger (checked once)
         self._probe: tuple[int, PoolProxiedConnection] | None = None  # (pid, connection): see seqs_committed
 
     @property
@@ -198,11 +254,75 @@ class Store:
 
     @contextmanager
     def reader(self) -> Iterator[Connection]:
+        """A connection to the primary database (current state)."""
         try:
-            with self.read_engine.connect() as conn:
+            with self.engine.connect() as conn:
                 yield conn
         except OperationalError as exc:
             raise StorageError(f"database unavailable: {exc.orig}") from exc
+
+    @contextmanager
+    def sealed_reader(
+        self, need: int | None = None, *, by_height: bool = False
+    ) -> Iterator[tuple[Connection, tuple[int, int] | None]]:
+        """A connection for sealed state (entries, tree nodes, blocks: rows never change once written),
+        and the primary's newest block as (height, tree_size) (None before the first).
+
+        With a read replica (SHULIAN_DB_READ) the connection is the replica's when the replica has
+        sealed at least ``need`` entries (``by_height``: blocks up to height ``need``), counted no
+        further than the primary has sealed (default: all of it); otherwise it is the primary's. A
+        replica that lags, is down, or holds another ledger never answers: the primary does.
+        """
+        if self.read_engine is self.engine:
+            with self.reader() as conn:
+                yield conn, Store.head_position(conn)
+            return
+        with self.reader() as conn:
+            head = Store.head_position(conn)
+        replica = self._replica_holding(head, need, by_height) if head is not None else None
+        if replica is None:
+            with self.reader() as conn:
+                yield conn, head
+            return
+        try:
+            with replica:
+                yield replica, head
+        except OperationalError as exc:
+            raise StorageError(f"read replica unavailable: {exc.orig}") from exc
+
+    def _replica_holding(self, head: tuple[int, int], need: int | None, by_height: bool) -> Connection | None:
+        """An open replica connection if the replica holds what is needed, else None."""
+        limit = head[0] if by_height else head[1]
+        need = limit if need is None else min(need, limit)
+        try:
+            conn = self.read_engine.connect()
+        except DBAPIError as exc:
+            _log.warning("read replica unavailable, reading the primary: %s", exc.orig)
+            return None
+        try:
+            if self._replica_ok is None:
+                self._replica_ok = self._same_ledger(conn)
+            there = Store.head_position(conn) if self._replica_ok else None
+        except DBAPIError as exc:
+            conn.close()
+            _log.warning("read replica unavailable, reading the primary: %s", exc.orig)
+            return None
+        if there is None or (there[0] if by_height else there[1]) < need:
+            conn.close()
+            return None
+        return conn
+
+    def _same_ledger(self, replica: Connection) -> bool | None:
+        """Whether the replica holds this ledger (same origin and log key); None while either is empty."""
+        with self.reader() as conn:
+            mine = Store.meta(conn)
+        theirs = Store.meta(replica)
+        if not mine or not theirs:
+            return None
+        if (mine.get("origin"), mine.get("log_key")) != (theirs.get("origin"), theirs.get("log_key")):
+            _log.error("SHULIAN_DB_READ holds another ledger (origin %s); reading the primary", theirs.get("origin"))
+            return False
+        return True
 
     # -- reads usable inside or outside the writer transaction ---------------------------------
     @staticmethod
@@ -304,7 +424,8 @@ class Store:
         e = schema.entries
         pos = start
         while True:
-            with self.reader() as conn:
+            upto = pos + chunk if end is None else min(end, pos + chunk)
+            with self.sealed_reader(upto) as (conn, _):
                 q = select(e.c.seq, e.c.leaf).where(e.c.seq >= pos).order_by(e.c.seq).limit(chunk)
                 if end is not None:
                     q = q.where(e.c.seq < end)
@@ -320,7 +441,7 @@ class Store:
         b = schema.blocks
         pos = 0
         while True:
-            with self.reader() as conn:
+            with self.sealed_reader(pos + chunk - 1, by_height=True) as (conn, _):
                 rows = conn.execute(
                     select(b.c.height, b.c.header, b.c.checkpoint)
                     .where(b.c.height >= pos)
