@@ -566,3 +566,7 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("usage", parents=[common], help="who used my data: decisions and releases, proofs checked")
     p.set_defaults(func=cmd_usage)
+
+    from api.objection_cli import add_objection_commands  # it builds on this module's helpers
+
+    add_objection_commands(sub)
