@@ -6,7 +6,8 @@ from typing import Any
 
 from api.problems import PROBLEM_SCHEMA
 
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 401, 403, 404, 409, 413, 422, 503), PROBLEM_SCHEMA)
+# 507: the database is out of space (api/dbfaults.py)
+ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 401, 403, 404, 409, 413, 422, 503, 507), PROBLEM_SCHEMA)
 
 SIGNED_HEADERS = (
     "Requests are signed with HTTP Message Signatures (RFC 9421, Ed25519): `Signature-Input` covering "

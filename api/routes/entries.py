@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Caller, CallerDep, read_body, require
 from api.deps import NodeDep
 from api.problems import PROBLEM_SCHEMA
+from api.routes.common import ERRORS as SIGNED_ERRORS
 from api.routes.common import SIGNED_HEADERS
 from api.schemas import EntryOut, Page
 from api.services import proven_entries
@@ -19,7 +20,7 @@ from ledger.envelope import MAX_ENTRY_BYTES, Envelope, parse_envelope
 from ledger.errors import NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["entries"])
-ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 403, 409, 413, 422, 503), PROBLEM_SCHEMA)
+ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 403, 409, 413, 422, 503, 507), PROBLEM_SCHEMA)
 
 
 class AppendOut(BaseModel):
@@ -89,7 +90,7 @@ def _is_party(node: NodeDep, caller: Caller, seq: int, env: Envelope) -> bool:
 
 
 @router.get(
-    "/entries/{seq}", responses=ERRORS, summary="One entry with its inclusion proof", description=SIGNED_HEADERS
+    "/entries/{seq}", responses=SIGNED_ERRORS, summary="One entry with its inclusion proof", description=SIGNED_HEADERS
 )
 def get_entry(node: NodeDep, caller: CallerDep, seq: Annotated[int, Path(ge=0, le=2**62)]) -> EntryOut:
     """Auditors read any entry; others the entries they are party to (anything else is 404)."""
@@ -99,7 +100,7 @@ def get_entry(node: NodeDep, caller: CallerDep, seq: Annotated[int, Path(ge=0, l
     return found[0]
 
 
-@router.get("/entries", responses=ERRORS, summary="Entries in seq order (auditors)", description=SIGNED_HEADERS)
+@router.get("/entries", responses=SIGNED_ERRORS, summary="Entries in seq order (auditors)", description=SIGNED_HEADERS)
 def list_entries(
     node: NodeDep,
     caller: CallerDep,

@@ -25,6 +25,7 @@ from tests.faults.conftest import (
 from tests.support import record_entry
 
 
+@pytest.mark.slow
 @pytest.mark.pg
 def test_database_restart_gives_503_then_recovers(
     private_pg: PrivateCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
