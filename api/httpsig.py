@@ -165,6 +165,13 @@ _TOKEN_FIRST = frozenset(_LCALPHA + _LCALPHA.upper() + "*")
 _TOKEN_REST = _TCHAR | {":", "/"}
 _BASE64 = frozenset(_LCALPHA + _LCALPHA.upper() + _DIGIT + "+/=")
 _KEY_RE = re.compile(r"[a-z*][a-z0-9_\-.*]*")
+# Fast paths of the parser and serializers (the same rules as the character loops, run by the regex engine).
+_PRINTABLE_RE = re.compile(r"[ -~]*")  # printable ASCII: what a String may hold
+_PLAIN_STRING_RE = re.compile(r'"([ !#-\[\]-~]*)"')  # a String without escapes
+_TOKEN_REST_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
+_INTEGER_RE = re.compile(r"-?[0-9]{1,15}(?![0-9.])")
+_FIELD_CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls other than HTAB, and DEL
+_URI_BAD_RE = re.compile(r"[\x00-\x20\x7f]")
 _MAX_INTEGER = 999_999_999_999_999
 
 
@@ -251,12 +258,11 @@ class _Parser:
         return params
 
     def _key(self) -> str:
-        if self._peek() not in _KEY_FIRST:
+        found = _KEY_RE.match(self.s, self.i)
+        if found is None:
             self._fail("expected a key (lowercase letter or '*')")
-        start = self.i
-        while self._peek() and self._peek() in _KEY_REST:
-            self.i += 1
-        return self.s[start : self.i]
+        self.i = found.end()
+        return found.group()
 
     def _bare_item(self) -> _BareItem:
         c = self._peek()
@@ -273,6 +279,10 @@ class _Parser:
         self._fail("expected an item")
 
     def _number(self) -> int | float:
+        plain = _INTEGER_RE.match(self.s, self.i)
+        if plain is not None:
+            self.i = plain.end()
+            return int(plain.group())
         start = self.i
         if self._peek() == "-":
             self.i += 1
@@ -297,6 +307,10 @@ class _Parser:
         return float(text)
 
     def _string(self) -> str:
+        plain = _PLAIN_STRING_RE.match(self.s, self.i)
+        if plain is not None:
+            self.i = plain.end()
+            return plain.group(1)
         self.i += 1  # opening DQUOTE
         out: list[str] = []
         while self.i < len(self.s):
@@ -317,9 +331,8 @@ class _Parser:
         self._fail("unterminated string")
 
     def _token(self) -> _Token:
-        start = self.i
-        while self._peek() and self._peek() in _TOKEN_REST:
-            self.i += 1
+        start = self.i  # the first character is a _TOKEN_FIRST (checked by _bare_item)
+        self.i = _TOKEN_REST_RE.match(self.s, start + 1).end()  # type: ignore[union-attr]  # always matches
         return _Token(self.s[start : self.i])
 
     def _byte_sequence(self) -> bytes:
@@ -359,7 +372,7 @@ def _is_integer(value: _BareItem) -> bool:
 
 
 def _ser_string(value: str) -> str:
-    if any(not " " <= c <= "~" for c in value):
+    if not _PRINTABLE_RE.fullmatch(value):
         raise ValueError(f"{value!r} cannot be a structured-field string (printable ASCII only)")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -437,7 +450,7 @@ def _field_value(fields: Mapping[str, list[str]], name: str) -> str | None:
     cleaned = []
     for line in lines:
         value = _OBS_FOLD.sub(" ", line).strip(" \t")
-        if not value.isascii() or any((c < " " and c != "\t") or c == "\x7f" for c in value):
+        if not value.isascii() or _FIELD_CTL_RE.search(value):
             raise _BaseError(f"field {name!r} has a control or non-ASCII character")
         cleaned.append(value)
     return ", ".join(cleaned)
@@ -452,7 +465,7 @@ def _derived_components(method: str, url: str) -> dict[str, str]:
     """
     if not _METHOD_RE.fullmatch(method):
         raise _BaseError(f"method {method!r} is not an HTTP method token")
-    if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+    if not url.isascii() or _URI_BAD_RE.search(url):
         raise _BaseError("target URI has a space, control or non-ASCII character")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()

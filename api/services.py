@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from api.auth import Caller, Forbidden
 from api.node import Node
@@ -28,9 +29,9 @@ from ledger.envelope import Envelope, parse_envelope, sign_envelope
 from ledger.errors import EnvelopeError, LedgerError, NotFoundError
 from ledger.machine import BuildContext
 from ledger.sequencer import Receipt
-from ledger.store import Store
+from ledger.store import StorageError, Store
 from ledger.timefmt import format_ts
-from ledger.tree import leaf_hash
+from ledger.tree import leaf_hash, plan_inclusion
 
 
 class WrongType(LedgerError):
@@ -42,15 +43,41 @@ def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+def receipt_proofs(node: Node, receipts: Sequence[Receipt]) -> list[list[bytes]]:
+    """Each receipt's inclusion proof against the checkpoint in it, from one read of the tree nodes.
+
+    A receipt names its entry's seq and the tree size its block sealed, so no head or leaf-hash
+    look-up is needed: the proof's nodes are known from those two numbers. They are read from the
+    primary (a read replica may not have the block yet), all receipts' nodes in one query.
+    """
+    plans = [plan_inclusion(r.seq, r.tree_size) for r in receipts]
+    wanted = {n for plan in plans for n in plan.nodes}
+    stored: dict[tuple[int, int], bytes] = {}
+    if wanted:
+        try:
+            with node.store.engine.connect() as conn:
+                stored = Store.nodes(conn, wanted)
+        except OperationalError as exc:
+            raise StorageError(f"database unavailable: {exc.orig}") from exc
+    return [plan.assemble(stored) for plan in plans]
+
+
+def append_outs(node: Node, receipts: Sequence[Receipt]) -> list[AppendOut]:
+    """What the API answers for acknowledged appends: seq, leaf hash, checkpoint and inclusion proof."""
+    return [
+        AppendOut(
+            seq=r.seq,
+            leaf_hash=b64(r.leaf_hash),
+            tree_size=r.tree_size,
+            checkpoint=r.checkpoint,
+            inclusion=[b64(h) for h in proof],
+        )
+        for r, proof in zip(receipts, receipt_proofs(node, receipts), strict=True)
+    ]
+
+
 def append_out(node: Node, receipt: Receipt) -> AppendOut:
-    proof = node.reader.inclusion(receipt.leaf_hash, receipt.tree_size)
-    return AppendOut(
-        seq=receipt.seq,
-        leaf_hash=b64(receipt.leaf_hash),
-        tree_size=receipt.tree_size,
-        checkpoint=receipt.checkpoint,
-        inclusion=[b64(h) for h in proof.hashes],
-    )
+    return append_outs(node, [receipt])[0]
 
 
 def signed_by_caller(node: Node, caller: Caller, leaf: bytes, types: Iterable[str]) -> Envelope:
@@ -142,7 +169,9 @@ def request_access(
         commit = state.commit(decision.record_seq)
         if commit is None:  # pragma: no cover - decide() found the record
             raise NotFoundError(f"record {dataset}/{record} has no commit")
-        values, salts = node.vault.get(ctx.conn, dataset=dataset, record=record, version=commit.version)
+        values, salts = node.vault.get(
+            ctx.conn, dataset=dataset, record=record, version=commit.version, commitment=commit.commitment
+        )
         ds = state.require_dataset(dataset).dataset
         items = disclose(ds, values, decode_salts(salts), decision.modes)
         payload = build_release(

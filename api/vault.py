@@ -16,6 +16,9 @@ from keys.keystore import load_secret, save_secret
 from ledger.canonical import canonical_bytes
 from ledger.errors import NotFoundError
 
+# Record versions kept opened in memory (the oldest dropped first): enough for a city's busy records.
+OPENED_CACHE = 20_000
+
 
 class Vault:
     """Seals record versions under per-dataset keys; the master key never leaves the keystore file."""
@@ -24,6 +27,7 @@ class Vault:
         self.master_path = master_path
         self._master: bytes | None = None
         self._deks: dict[str, bytes] = {}
+        self._opened: dict[tuple[str, str, int, bytes], tuple[dict[str, Any], dict[str, list[str]]]] = {}
         self._opening = threading.Lock()
 
     @property
@@ -76,9 +80,30 @@ class Vault:
         )
 
     def get(
+        self, conn: Connection, *, dataset: str, record: str, version: int, commitment: bytes | None = None
+    ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The values and salts of one record version (callers must not change them).
+
+        With ``commitment`` (the record commitment on the ledger that the version must open), the
+        opened version is kept in memory under it and served from there next time: a commitment binds
+        the values and salts, so a version stored by a transaction that rolled back, then stored again
+        with other values, can never be answered from the cache.
+        """
+        if commitment is not None:
+            cached = self._opened.get((dataset, record, version, commitment))
+            if cached is not None:
+                return cached
+        opened = self._read(conn, dataset=dataset, record=record, version=version)
+        if commitment is not None:
+            with self._opening:
+                self._opened[(dataset, record, version, commitment)] = opened
+                if len(self._opened) > OPENED_CACHE:
+                    self._opened.pop(next(iter(self._opened)))
+        return opened
+
+    def _read(
         self, conn: Connection, *, dataset: str, record: str, version: int
     ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-        """The values and salts of one record version."""
         t = tables.vault_records
         row = conn.execute(
             select(t.c.commit_seq, t.c.sealed).where(

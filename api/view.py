@@ -10,13 +10,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import func, select
-
 from consent.state import ConsentState
 from keys.registry import KeyRecord, KeyRegistry
 from ledger import schema
 from ledger.envelope import parse_envelope
 from ledger.store import Store
+
+_LAST_SEQ = f"SELECT max(seq) FROM {schema.entries.name}"  # noqa: S608 (constants only)
 
 
 class LedgerView:
@@ -29,7 +29,8 @@ class LedgerView:
 
     def _refresh(self) -> None:
         with self.store.reader() as conn:
-            size = int(conn.execute(select(func.coalesce(func.max(schema.entries.c.seq) + 1, 0))).scalar_one())
+            last = conn.exec_driver_sql(_LAST_SEQ).scalar()
+            size = 0 if last is None else int(last) + 1
             if size <= self._scanned:
                 return
             for seq, leaf in Store.entries_between(conn, self._scanned, size):

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, ValidationError
 
 from api.auth import CallerDep, require
 from api.deps import NodeDep
 from api.problems import problem
 from api.routes.common import ERRORS, SIGNED_HEADERS
 from api.schemas import AppendOut
-from api.services import append_out, b64, request_access
+from api.services import append_outs, b64, request_access
 from consent.errors import InvalidBody
 from consent.release import delivered_hash
 
@@ -61,9 +60,11 @@ class AccessOut(BaseModel):
 def request(node: NodeDep, caller: CallerDep) -> Any:
     require(caller, "department")
     try:
-        doc = AccessRequest.model_validate(json.loads(caller.body))
-    except ValueError as exc:
-        raise InvalidBody(f"body is not an access request: {str(exc).splitlines()[0]}") from exc
+        doc = AccessRequest.model_validate_json(caller.body)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
+        where = ".".join(str(part) for part in first["loc"])
+        raise InvalidBody(f"body is not an access request: {where + ': ' if where else ''}{first['msg']}") from exc
     result = request_access(
         node, caller, dataset=doc.dataset, record=doc.record, fields=doc.fields, purpose=doc.purpose
     )
@@ -79,6 +80,7 @@ def request(node: NodeDep, caller: CallerDep) -> Any:
         )
     release_receipt = result.receipts[1]
     assert result.sealed is not None
+    decision_appended, release_appended = append_outs(node, [decision_receipt, release_receipt])
     out = AccessOut(
         decision=DecisionOut(
             seq=decision_receipt.seq,
@@ -86,13 +88,13 @@ def request(node: NodeDep, caller: CallerDep) -> Any:
             reasons=list(d.reasons),
             basis=list(d.basis),
             modes=dict(d.modes),
-            appended=append_out(node, decision_receipt),
+            appended=decision_appended,
         ),
         release=ReleaseOut(
             seq=release_receipt.seq,
             sealed=b64(result.sealed),
             delivered=delivered_hash(result.sealed),
-            appended=append_out(node, release_receipt),
+            appended=release_appended,
         ),
     )
-    return JSONResponse(out.model_dump(), status_code=201)
+    return Response(out.model_dump_json(), status_code=201, media_type="application/json")
