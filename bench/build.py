@@ -68,10 +68,26 @@ def world_for(size: int, admin_seed: bytes, service_seed: bytes) -> World:
     return World(admin_seed, service_seed, departments=departments, citizens=citizens)
 
 
-def build(size: int, *, reuse: bool = True, chunk: int = 20_000) -> Ledger:
-    """A ledger of exactly ``size`` entries (cached by code version when ``reuse``)."""
+def latest_built(size: int) -> Path | None:
+    """The most recently built ledger of ``size`` entries, whatever code version made it."""
+    found = sorted(
+        (p for p in (OUT / "ledgers").glob(f"{size}-*") if (p / "built.json").exists()),
+        key=lambda p: (p / "built.json").stat().st_mtime,
+    )
+    return found[-1] if found else None
+
+
+def build(size: int, *, reuse: bool = True, any_version: bool = False, chunk: int = 20_000) -> Ledger:
+    """A ledger of exactly ``size`` entries (cached by code version when ``reuse``).
+
+    With ``any_version`` a cached ledger built by other code is reused too (for measuring the
+    verifier, which checks whatever ledger it is given; the ledger's own code version then differs).
+    """
     path = OUT / "ledgers" / f"{size}-{code_version()}"
     marker = path / "built.json"
+    if reuse and not marker.exists() and any_version:
+        path = latest_built(size) or path
+        marker = path / "built.json"
     if reuse and marker.exists():
         info = json.loads(marker.read_text())
         _log(f"ledger of {size} entries: reusing {path.relative_to(ROOT)}")

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import append, build, micro, peers, proofs, release, verify
+from bench import append, build, growth, micro, peers, proofs, release, verify
 
 OUT = build.OUT
 PG_ADMIN_URL = os.environ.get("SHULIAN_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -104,12 +104,55 @@ def target(figure: float | None, bound: float, *, at_most: bool = False, what: s
     return {"figure": figure, ("at_most" if at_most else "at_least"): round(bound, 3), "met": met, "what": what}
 
 
+def verify_only(report: dict[str, Any], ed: float, t0: float) -> None:
+    """The verify figures and their two targets beside the Ed25519 reference of the same run."""
+    size = LEDGER_SIZES[-1]
+    log(f"ledger of {size} entries")
+    big = build.build(size, any_version=True)
+    report["ledgers"] = {str(size): {"entries": big.entries, "blocks": big.blocks, "path": big.path.name}}
+    log(f"offline verifier over {big.entries} entries (child process)")
+    vf = verify.verify_figures(big.db, big.entries)
+    log(f"  {vf}")
+    report["verify_per_s"] = vf["per_s"]
+    report["verify_rss_mb"] = vf["rss_mb"]
+    report["verify_detail"] = vf
+    report["ed25519_verify_per_s_after"] = micro.ed25519_verify_per_s()
+    rate = vf["per_s"] and round(vf["per_s"] / ed, 3)
+    report["targets"] = {
+        "verify_rate": target(rate, 1.2, what="verify_per_s / ed25519_verify_per_s"),
+        "verify_rss": target(vf["rss_mb"], 200, at_most=True, what="verify_rss_mb"),
+    }
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(report, ensure_ascii=False, indent=1)
+    (OUT / "verify.json").write_text(text + "\n")
+    print(text)
+
+
+def growth_only(report: dict[str, Any], t0: float) -> None:
+    """The growth table alone (``--only growth``), written to bench/out/growth.json."""
+    log("growth table: append and proof cost at 10^4, 10^5, 10^6 entries")
+    report["growth"] = growth.growth_table(postgres_database)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(report, ensure_ascii=False, indent=1)
+    (OUT / "growth.json").write_text(text + "\n")
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``--only append``: the Ed25519 reference and the timed appends only (no ledgers, proofs, peers)."""
+    """``--only append``: the Ed25519 reference and the timed appends only (no ledgers, proofs, peers).
+
+    ``--only verify``: the Ed25519 reference and the offline verifier over the 10^6 ledger only (a
+    cached ledger built by other code is reused: the verifier checks whatever ledger it is given).
+
+    ``--only growth``: the growth table only (append and proof cost at 10^4, 10^5, 10^6 entries).
+
+    ``--only release``: the Ed25519 reference and the release figures only (SQLite with two workers,
+    two PostgreSQL replicas), written to bench/out/release.json.
+    """
     args = sys.argv[1:] if argv is None else argv
     only = args[args.index("--only") + 1] if "--only" in args[:-1] else None
-    if only not in (None, "append"):
-        raise SystemExit(f"--only takes 'append', not {only!r}")
+    if only not in (None, "append", "verify", "growth", "release"):
+        raise SystemExit(f"--only takes 'append', 'verify', 'growth' or 'release', not {only!r}")
     t0 = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("SHULIAN_PASSPHRASE", "shulian-bench")
@@ -121,6 +164,19 @@ def main(argv: list[str] | None = None) -> None:
     ed = micro.ed25519_verify_per_s()
     report["ed25519_verify_per_s"] = ed
     log(f"  {ed:.0f}/s")
+    if only == "verify":
+        verify_only(report, ed, t0)
+        return
+    if only == "growth":
+        growth_only(report, t0)
+        return
+    if only == "release":
+        report.update(release.release_report(ed, scratch, postgres_database, log))
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        text = json.dumps(report, ensure_ascii=False, indent=1)
+        (OUT / "release.json").write_text(text + "\n")
+        print(text)
+        return
     log("canonical JSON: rfc8785 vs ledger.canonical.canonical_bytes")
     report["canonical"] = micro.canonical_figures()
 
@@ -160,13 +216,12 @@ def main(argv: list[str] | None = None) -> None:
     report["consistency_proof_ms"] = {k: v["consistency_p50_ms"] for k, v in proof_detail.items()}
     report["proof_detail"] = proof_detail
 
-    log("releases per second: a load process against `shulian serve --workers 2`")
-    with scratch() as home:
-        rel = release.release_figures(home, threads=16, seconds=20.0, workers=2)
-    report["release_per_s"] = rel["per_s"]
-    report["release_latency_ms"] = {"p50": rel["p50_ms"], "p99": rel["p99_ms"]}
-    report["release_detail"] = rel
-    log(f"  {rel}")
+    log("growth table: append and proof cost at 10^4, 10^5, 10^6 entries")
+    report["growth"] = growth.growth_table(postgres_database)
+    flat = report["growth"]["ratio_largest_to_smallest"]["sqlite"]
+
+    releases = release.release_report(ed, scratch, postgres_database, log)
+    report.update({k: v for k, v in releases.items() if k != "release_targets"})
 
     log("tree peers at 10^5 leaves")
     report["peers"] = peers.peers(100_000)
@@ -193,8 +248,9 @@ def main(argv: list[str] | None = None) -> None:
         "inclusion_growth": target(
             round(incl[large] / incl[small], 3), 3.0, at_most=True, what=f"inclusion_proof_ms {large} / {small}"
         ),
-        "release_rate": target(
-            rel["per_s"] and round(rel["per_s"] / ed, 4), 0.05, what="release_per_s / ed25519_verify_per_s"
+        **releases["release_targets"],
+        "append_growth": target(
+            flat and flat["append_us_per_entry"], 2.0, at_most=True, what="append µs/entry at 10^6 / at 10^4 (SQLite)"
         ),
         "peers_build": {"met": faster("build_s"), "what": "shulian build_s below merkletools and pymerkle"},
         "peers_proof": {"met": faster("proof_ms"), "what": "shulian proof_ms below merkletools and pymerkle"},

@@ -60,14 +60,20 @@ class DatasetState:
 
 
 @dataclass(slots=True)
-class RecordState:
-    """A record's latest commit (``seq``, ``version``, ``commitment``) and every commit's seq, oldest first."""
+class RecordHead:
+    """What the rules read of a record: its subject and its latest commit's ``seq`` and ``version``."""
 
     dataset: str
     record: str
     subject: str
     seq: int
     version: int
+
+
+@dataclass(slots=True)
+class RecordState(RecordHead):
+    """A record's latest commit (``seq``, ``version``, ``commitment``) and every commit's seq, oldest first."""
+
     commitment: bytes
     seqs: list[int]
 
@@ -222,7 +228,7 @@ class ConsentState:
             return
         parse = _PARSERS[env.type]
         parsed = checked[2] if checked is not None and checked[:2] == (seq, env.leaf) else parse(env.body)
-        _APPLIES[env.type](self, seq, env, parsed, registry)
+        getattr(self, _APPLIES[env.type].__name__)(seq, env, parsed, registry)  # a subclass's own storage
 
     # ---------------------------------------------------------------------------------------------
     # Read helpers (for decide, the API and reports); lists are copies
@@ -238,9 +244,9 @@ class ConsentState:
             raise UnknownDataset(f"no dataset {dataset!r} is registered")
         return found
 
-    def require_record(self, dataset: str, record: str) -> RecordState:
+    def require_record(self, dataset: str, record: str) -> RecordHead:
         self.require_dataset(dataset)
-        found = self.records.get((dataset, record))
+        found = self._record(dataset, record)
         if found is None:
             raise UnknownRecord(f"no record {record!r} is committed in dataset {dataset}")
         return found
@@ -299,6 +305,30 @@ class ConsentState:
         return list(self._objections_of_owner.get(owner, ()))
 
     # ---------------------------------------------------------------------------------------------
+    # Storage the rules read and change (``consent.compact`` keeps the same facts packed)
+    # ---------------------------------------------------------------------------------------------
+
+    def _record(self, dataset: str, record: str) -> RecordHead | None:
+        """The latest commit of a record, if any."""
+        return self.records.get((dataset, record))
+
+    def _grant(self, seq: int) -> GrantState | None:
+        """The ``consent.grant`` at ``seq``, if it is one."""
+        return self.grants.get(seq)
+
+    def _is_commit_of(self, seq: int, dataset: str, record: str) -> bool | None:
+        """Whether the ``record.commit`` at ``seq`` commits that record; None if ``seq`` is no commit."""
+        c = self.commits.get(seq)
+        return None if c is None else (c.dataset, c.record) == (dataset, record)
+
+    def _use_grant(self, seq: int) -> None:
+        """An allow decision rested on grant ``seq``."""
+        self.grants[seq].uses += 1
+
+    def _revoke_grant(self, seq: int, revoked_seq: int) -> None:
+        self.grants[seq].revoked_seq = revoked_seq
+
+    # ---------------------------------------------------------------------------------------------
     # Checks, one per entry type; each returns the parsed body
     # ---------------------------------------------------------------------------------------------
 
@@ -325,7 +355,7 @@ class ConsentState:
         ds = self.require_dataset(rc.dataset)
         if self.principal_of(registry, signer.key_id) != ds.owner:
             raise NotOwner(f"only the owner of {rc.dataset} commits its records")
-        latest = self.records.get((rc.dataset, rc.record))
+        latest = self._record(rc.dataset, rc.record)
         if latest is None:
             if rc.version != 1 or rc.replaces is not None:
                 raise StateConflict(f"record {rc.record} is new: its commit is version 1 and replaces null")
@@ -387,7 +417,7 @@ class ConsentState:
 
     def _check_grant_revoke(self, seq: int, env: Envelope, signer: KeyRecord, registry: KeyRegistry) -> Any:
         r = parse_grant_revoke(env.body)
-        g = self.grants.get(r.grant)
+        g = self._grant(r.grant)
         if g is None:
             raise UnknownEntry(f"seq {r.grant} is not a consent.grant")
         if signer.subject is None or signer.subject != g.grant.subject:
@@ -455,7 +485,9 @@ class ConsentState:
         if agreement.status(at) != LIVE:
             raise StateConflict(f"agreement {agreement.seq} is {agreement.status(at)} at {env.ts}")
         if len(d.entry.basis) > 1:
-            grant = self.grants[d.entry.basis[1]]
+            grant = self._grant(d.entry.basis[1])
+            if grant is None:
+                raise UnknownEntry(f"seq {d.entry.basis[1]} is not a consent.grant")
             if grant.revoked_seq is not None or not grant.grant.in_window(at):
                 status = REVOKED if grant.revoked_seq is not None else EXPIRED
                 raise StateConflict(f"consent grant {grant.seq} is {status} at {env.ts}")
@@ -482,10 +514,10 @@ class ConsentState:
         if o.resolved_seq is not None:
             raise StateConflict(f"objection {r.objection} was already resolved at seq {o.resolved_seq}")
         if r.correction is not None:
-            c = self.commits.get(r.correction)
-            if c is None:
+            same = self._is_commit_of(r.correction, o.objection.dataset, o.objection.record)
+            if same is None:
                 raise UnknownEntry(f"seq {r.correction} is not a record.commit")
-            if (c.dataset, c.record) != (o.objection.dataset, o.objection.record) or r.correction <= o.seq:
+            if not same or r.correction <= o.seq:
                 raise InvalidBody(f"correction {r.correction} is not a later commit of the record objected to")
         return r
 
@@ -533,7 +565,7 @@ class ConsentState:
         _push(self._grants_of_grantee, grantee, seq)
 
     def _apply_grant_revoke(self, seq: int, env: Envelope, r: Any, registry: KeyRegistry) -> None:
-        self.grants[r.grant].revoked_seq = seq
+        self._revoke_grant(r.grant, seq)
 
     def _apply_decision(self, seq: int, env: Envelope, e: DecisionEntry, registry: KeyRegistry) -> None:
         requester = self.principal_of(registry, e.requester)
@@ -542,7 +574,7 @@ class ConsentState:
         _push(self._decisions_of_subject, e.subject, seq)
         _push(self._decisions_of_requester, requester, seq)
         if e.outcome == ALLOW and len(e.basis) > 1:
-            self.grants[e.basis[1]].uses += 1
+            self._use_grant(e.basis[1])
 
     def _apply_release(self, seq: int, env: Envelope, r: UsageRelease, registry: KeyRegistry) -> None:
         d = self.decisions[r.decision]
