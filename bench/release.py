@@ -25,6 +25,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -357,6 +359,55 @@ def release_figures(
         "load_threads": threads,
         "engine": "sqlite" if db.startswith("sqlite") else "postgresql",
     }
+
+
+def release_report(
+    ed: float,
+    scratch: Callable[[], AbstractContextManager[Path]],
+    postgres_database: Callable[[], AbstractContextManager[str | None]],
+    log: Callable[[str], None],
+    *,
+    seconds: float = 20.0,
+) -> dict[str, Any]:
+    """The release figures of `make bench`: SQLite with two workers, then two PostgreSQL replicas.
+
+    ``ed`` is the Ed25519 reference of the same run; each rate is also given as a ratio to it, and the
+    issue's target (``release_per_s`` at least 0.05 × ``ed25519_verify_per_s``) is judged on both.
+    """
+    log("releases per second: a load process against `shulian serve --workers 2` (SQLite)")
+    with scratch() as home:
+        rel = release_figures(home, threads=16, seconds=seconds, workers=2)
+    log(f"  {rel}")
+    log("releases per second: two `shulian serve --workers 1` replicas on one PostgreSQL database")
+    with scratch() as home, postgres_database() as db:
+        if db is None:
+            two: dict[str, Any] = {"per_s": None, "reason": "PostgreSQL not reachable"}
+        else:
+            two = release_figures(home, threads=16, seconds=seconds, workers=1, db=db, replicas=2)
+    log(f"  {two}")
+    ratio = rel["per_s"] and round(rel["per_s"] / ed, 4)
+    two_ratio = two["per_s"] and round(two["per_s"] / ed, 4)
+    return {
+        "release_per_s": rel["per_s"],
+        "release_latency_ms": {"p50": rel["p50_ms"], "p99": rel["p99_ms"]},
+        "release_ratio": ratio,
+        "release_detail": rel,
+        "release_pg_two_replicas": {
+            "per_s": two["per_s"],
+            "p50_ms": two.get("p50_ms"),
+            "p99_ms": two.get("p99_ms"),
+            "ratio": two_ratio,
+            "detail": two,
+        },
+        "release_targets": {
+            "release_rate": _target(ratio, "release_per_s / ed25519_verify_per_s"),
+            "release_rate_pg_two_replicas": _target(two_ratio, "release_pg_two_replicas.per_s / ed25519_verify_per_s"),
+        },
+    }
+
+
+def _target(ratio: float | None, what: str) -> dict[str, Any]:
+    return {"figure": ratio, "at_least": 0.05, "aim": 0.1, "met": ratio is not None and ratio >= 0.05, "what": what}
 
 
 if __name__ == "__main__":
