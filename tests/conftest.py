@@ -9,6 +9,7 @@ PostgreSQL server answers, the PostgreSQL half is skipped with one line saying s
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from sqlalchemy.pool import NullPool
 
 import keys.keystore
 from api.node import Node
+from ledger import migrate
+from ledger.store import make_engine
 
 PASSPHRASE = "shulian test passphrase"
 DEFAULT_TEST_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -67,9 +70,22 @@ def shulian_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite database upgraded to the newest migration, made once per test process."""
+    path = tmp_path_factory.mktemp("migrated") / "ledger.db"
+    engine = make_engine(f"sqlite:///{path}", writer=True)
+    migrate.upgrade(engine)
+    engine.dispose()  # the last connection closed: the WAL is folded into the file
+    return path
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'ledger.db'}"
+def sqlite_url(tmp_path: Path, migrated_sqlite: Path) -> str:
+    """A SQLite ledger file holding the schema and no ledger yet (a copy of ``migrated_sqlite``)."""
+    target = tmp_path / "ledger.db"
+    shutil.copyfile(migrated_sqlite, target)
+    return f"sqlite:///{target}"
 
 
 @pytest.fixture

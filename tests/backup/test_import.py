@@ -77,14 +77,24 @@ def _rows(store: Store, table: object) -> list[tuple[object, ...]]:
         return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key.columns))]  # type: ignore[attr-defined]
 
 
-def _held_tables(url: str) -> set[str]:
+def _assert_nothing_written(url: str, before: set[str]) -> None:
+    """No table created and no ledger row written since ``before`` (the tables then)."""
     store = Store(url)
     try:
         with store.reader() as conn:
             names = set(inspect(conn).get_table_names())
+            assert names == before, "the refused import created tables"
             if schema.meta.name in names:
                 assert not Store.meta(conn) and Store.entry_count(conn) == 0, "the refused import wrote rows"
-        return names
+    finally:
+        store.close()
+
+
+def _tables(url: str) -> set[str]:
+    store = Store(url)
+    try:
+        with store.reader() as conn:
+            return set(inspect(conn).get_table_names())
     finally:
         store.close()
 
@@ -93,6 +103,7 @@ def test_round_trip_restores_everything(source: Source, ledger_url: str, shulian
     target = Store(ledger_url)
     src = Store(source.db)
     try:
+        assert verify_database(src, progress=False).ok
         done = import_export(target, source.export, vault=source.vault, progress=False)
         assert (done.entries, done.vault_records > 0) == (source.size, True)
         assert verify_database(target, progress=False).ok
@@ -167,16 +178,18 @@ def test_flipped_byte_is_refused_naming_the_seq(
     source: Source, ledger_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "flipped.jsonl"
+    before = _tables(ledger_url)
     _flip(source.export, bad, 21)  # line 1 is the header: line index 21 is seq 20
     assert main(["--db", ledger_url, "import", "-q", "-i", str(bad)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("shulian import: the export does not verify, nothing written: seq 20:")
     assert "\n" not in err
-    assert schema.entries.name not in _held_tables(ledger_url)  # not even the schema was created
+    _assert_nothing_written(ledger_url, before)
 
 
 def test_truncated_file_is_refused(source: Source, sqlite_url: str, tmp_path: Path) -> None:
     data = source.export.read_bytes()
+    before = _tables(sqlite_url)
     cut = tmp_path / "cut.jsonl"
     cut.write_bytes(data[: len(data) - 300])  # the last block line is cut short
     with pytest.raises(ImportRefused, match=r"nothing written: block \d+: export line \d+ is not JSON \(truncated\?\)"):
@@ -184,7 +197,7 @@ def test_truncated_file_is_refused(source: Source, sqlite_url: str, tmp_path: Pa
     cut.write_bytes(data[: len(data) // 2])  # entries only, no block seals them
     with pytest.raises(ImportRefused, match="nothing written"):
         import_export(Store(sqlite_url), cut, progress=False)
-    assert schema.entries.name not in _held_tables(sqlite_url)
+    _assert_nothing_written(sqlite_url, before)
 
 
 def test_non_empty_target_is_refused(source: Source, node: Node, capsys: pytest.CaptureFixture[str]) -> None:
@@ -206,4 +219,4 @@ def test_vault_of_another_ledger_is_refused(source: Source, sqlite_url: str, tmp
     shifted.write_bytes(source.vault.read_bytes().replace(b'"commit_seq":', b'"commit_seq":1', 1))
     with pytest.raises(ImportRefused, match=r"does not match the record\.commit at seq"):
         import_export(Store(sqlite_url), source.export, vault=shifted, progress=False)
-    assert schema.entries.name not in _held_tables(sqlite_url) or not _rows(Store(sqlite_url), schema.entries)
+    _assert_nothing_written(sqlite_url, _tables(sqlite_url))

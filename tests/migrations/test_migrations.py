@@ -32,8 +32,8 @@ def _tables(store: Store) -> set[str]:
         return set(inspect(conn).get_table_names())
 
 
-def test_upgrade_of_an_empty_database_matches_the_models(ledger_url: str) -> None:
-    store = Store(ledger_url)
+def test_upgrade_of_an_empty_database_matches_the_models(empty_url: str) -> None:
+    store = Store(empty_url)
     try:
         assert migrate.current(store.engine) is None
         store.create_schema()
@@ -44,8 +44,8 @@ def test_upgrade_of_an_empty_database_matches_the_models(ledger_url: str) -> Non
         store.close()
 
 
-def test_triggers_refuse_update_and_delete_after_migration(ledger_url: str) -> None:
-    store = Store(ledger_url)
+def test_triggers_refuse_update_and_delete_after_migration(empty_url: str) -> None:
+    store = Store(empty_url)
     try:
         store.create_schema()
         with store.writer() as conn:
@@ -74,8 +74,8 @@ def test_triggers_refuse_update_and_delete_after_migration(ledger_url: str) -> N
         store.close()
 
 
-def test_round_trip_down_to_base_and_up_again(ledger_url: str) -> None:
-    store = Store(ledger_url)
+def test_round_trip_down_to_base_and_up_again(empty_url: str) -> None:
+    store = Store(empty_url)
     try:
         migrate.upgrade(store.write_engine)
         migrate.downgrade(store.write_engine, "base")
@@ -96,16 +96,16 @@ def test_a_ledger_is_never_downgraded_away(node: Node) -> None:
     assert node.reader.checkpoint() == before
 
 
-def test_a_database_made_before_migrations_is_adopted(sqlite_url: str, shulian_home: Path) -> None:
+def test_a_database_made_before_migrations_is_adopted(empty_sqlite: str, shulian_home: Path) -> None:
     """Tables created from the models directly (as before migrations existed), with an index nothing
     reads any more: upgrade stamps it, adds the triggers, drops the stale index, keeps every row."""
-    engine = make_engine(sqlite_url, writer=True)
+    engine = make_engine(empty_sqlite, writer=True)
     with engine.begin() as conn:
         migrate.service_metadata().create_all(conn)
         conn.exec_driver_sql("CREATE INDEX ix_entries_actor ON entries (actor)")
         conn.exec_driver_sql("INSERT INTO ledger_meta (name, value) VALUES ('origin', 'old.example/log')")
     engine.dispose()
-    store = Store(sqlite_url)
+    store = Store(empty_sqlite)
     try:
         store.create_schema()
         assert migrate.current(store.engine) == migrate.head()
@@ -121,14 +121,14 @@ def test_a_database_made_before_migrations_is_adopted(sqlite_url: str, shulian_h
 _UPGRADE = "import sys; from ledger.store import Store; Store(sys.argv[1]).create_schema(); print('done')"
 
 
-def test_two_processes_migrating_at_once_both_succeed(ledger_url: str) -> None:
+def test_two_processes_migrating_at_once_both_succeed(empty_url: str) -> None:
     procs = [
-        subprocess.Popen([sys.executable, "-c", _UPGRADE, ledger_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen([sys.executable, "-c", _UPGRADE, empty_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1].decode()[-500:] for o in outs]
-    store = Store(ledger_url)
+    store = Store(empty_url)
     try:
         with store.engine.connect() as conn:
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [migrate.head()]
@@ -137,15 +137,15 @@ def test_two_processes_migrating_at_once_both_succeed(ledger_url: str) -> None:
         store.close()
 
 
-def test_db_commands(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--db", sqlite_url, "db", "current"]) == 0
+def test_db_commands(empty_sqlite: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--db", empty_sqlite, "db", "current"]) == 0
     assert capsys.readouterr().out.startswith(f"empty (no schema); newest revision {migrate.head()}")
-    assert main(["--db", sqlite_url, "db", "upgrade"]) == 0
+    assert main(["--db", empty_sqlite, "db", "upgrade"]) == 0
     assert capsys.readouterr().out.strip() == f"schema at {migrate.head()} (was empty)"
-    assert main(["--db", sqlite_url, "db", "upgrade"]) == 0
+    assert main(["--db", empty_sqlite, "db", "upgrade"]) == 0
     assert capsys.readouterr().out.strip() == f"schema at {migrate.head()}"
-    assert main(["--db", sqlite_url, "db", "current"]) == 0
+    assert main(["--db", empty_sqlite, "db", "current"]) == 0
     assert capsys.readouterr().out.strip() == f"{migrate.head()} (head)"
-    assert main(["--db", sqlite_url, "db", "upgrade", "--to", "nosuchrev"]) == 1
+    assert main(["--db", empty_sqlite, "db", "upgrade", "--to", "nosuchrev"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("shulian db upgrade: migration to nosuchrev failed:") and "\n" not in err
