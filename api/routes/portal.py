@@ -25,6 +25,7 @@ from api.routes.common import ERRORS, SIGNED_HEADERS
 from api.schemas import EntryOut
 from api.services import proven_entries
 from api.witnesses import list_witnesses, witness_policy
+from audit.report import DEFAULT_DEADLINE
 from ledger.errors import LedgerError, NotFoundError
 
 router = APIRouter(tags=["portal"])
@@ -69,7 +70,9 @@ def citizen(node: NodeDep, request: Request, lang: LangQuery = None, cookie: Lan
 
 @router.get("/department", include_in_schema=False)
 def department(request: Request, lang: LangQuery = None, cookie: LangCookie = None) -> HTMLResponse:
-    return _page("department", request, lang, cookie, {"env": demo.environment()})
+    """Objections show their due date by the deadline the audit reports track."""
+    extra = {"env": demo.environment(), "objection_deadline_days": str(DEFAULT_DEADLINE.days)}
+    return _page("department", request, lang, cookie, extra)
 
 
 @router.get("/audit", include_in_schema=False)

@@ -67,7 +67,13 @@ def test_every_page_renders(page: str, lang: str) -> None:
         page,
         lang,
         path=PATHS[page],
-        extra={"env": "test", "checkpoint_note": "", "witness_keys": "[]", "witness_policy": "{}"},
+        extra={
+            "env": "test",
+            "checkpoint_note": "",
+            "witness_keys": "[]",
+            "witness_policy": "{}",
+            "objection_deadline_days": "15",
+        },
     )
     assert f'<html lang="{lang}">' in html and "{{" not in html
     assert f'src="/portal/static/js/{PAGES[page][1]}"' in html

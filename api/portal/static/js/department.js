@@ -3,6 +3,7 @@
 
 import { b64decode, b64encode, fromUtf8, sha256 } from "./bytes.js";
 import { allPages, catalogue, checked, directory } from "./common.js";
+import { serverNow } from "./api.js";
 import { session } from "./session.js";
 import { openSealed } from "./sealed.js";
 import { verifyRelease } from "./release.js";
@@ -12,7 +13,7 @@ import {
 } from "./ui.js";
 import { VerifyError, verifier } from "./verify.js";
 
-const ctx = { api: null, me: null, identity: null, dir: null, datasets: null, received: [] };
+const ctx = { api: null, me: null, identity: null, dir: null, datasets: null, received: [], records: [], deadlineDays: 15 };
 const datasetTitle = (id) => ctx.datasets.get(id)?.title || id;
 const mine = (keyId) => keyId && ctx.dir.principal(keyId) === ctx.me.principal;
 
@@ -257,6 +258,60 @@ async function loadDecisions() {
   }));
 }
 
+const DAY_MS = 24 * 3600 * 1000;
+
+/** When an objection filed at ledger time `ts` is due (the deadline the reports track). */
+function dueOf(ts) {
+  const filed = new Date(String(ts).replace(/(\.\d{3})\d*Z$/, "$1Z"));
+  return new Date(filed.getTime() + ctx.deadlineDays * DAY_MS);
+}
+
+function dueLine(item, due) {
+  if (item.status !== "open") return t("dept.objections.was_due", { due: day(due.toISOString()) });
+  const left = due.getTime() - serverNow().getTime();
+  if (left < 0) return t("dept.objections.overdue", { due: day(due.toISOString()), days: Math.max(1, Math.floor(-left / DAY_MS)) });
+  return t("dept.objections.due", { due: day(due.toISOString()), days: Math.ceil(left / DAY_MS) });
+}
+
+/** The answer form of an open objection: reject with reasons, or name the corrected record version. */
+function resolveForm(seq, b) {
+  const prefix = `resolve-${seq}`;
+  const latest = ctx.records.find((r) => r.dataset === b.dataset && r.record === b.record);
+  const corrected = latest && latest.seq > seq ? latest : null;
+  const outcome = h("select", { id: `${prefix}-outcome`, name: "outcome" },
+    h("option", { value: "rejected" }, t("dept.objections.reject")),
+    h("option", { value: "corrected", disabled: !corrected }, corrected
+      ? t("dept.objections.correct", { version: corrected.version, seq: corrected.seq })
+      : t("dept.objections.correct_first")));
+  const reasons = h("textarea", { id: `${prefix}-reasons`, name: "reasons", rows: 2, maxlength: 1000, required: true });
+  const form = h("form", { class: "resolve-form form-grid", "data-objection": seq },
+    h("label", { for: `${prefix}-outcome` }, t("dept.objections.outcome")), outcome,
+    h("label", { for: `${prefix}-reasons` }, t("dept.objections.reasons")), reasons,
+    h("div", { class: "actions" }, h("button", { type: "submit" }, t("dept.objections.submit"))));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const why = reasons.value.split("\n").map((x) => x.trim()).filter(Boolean);
+    if (!why.length) return status(t("dept.objections.incomplete"), "error");
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      status(t("common.signing"));
+      const body = {
+        objection: seq, outcome: outcome.value, reasons: why,
+        correction: outcome.value === "corrected" ? corrected.seq : null,
+      };
+      const leaf = await ctx.api.envelope("objection.resolve", body);
+      const done = await verifier.appended(await ctx.api.post("/v1/objections", leaf), leaf);
+      status(t("dept.objections.done", { seq, at: done.seq }), "success");
+      await loadObjections();
+    } catch (err) {
+      showError(err);
+      button.disabled = false;
+    }
+  });
+  return form;
+}
+
 async function loadObjections() {
   const items = await ctx.api.get("/v1/objections");
   if (!items.length) return fill("dept-objections", empty(t("dept.objections.none")));
@@ -265,14 +320,27 @@ async function loadObjections() {
     const b = c.entry.body;
     const mark = badge();
     if (c.ok) mark.verified(); else mark.failed(c.error);
-    return h("li", { "data-seq": c.entry.seq },
+    const due = dueOf(c.entry.ts);
+    const overdue = item.status === "open" && due < serverNow();
+    const li = h("li", { class: `objection${overdue ? " overdue" : ""}`, "data-seq": c.entry.seq, "data-status": item.status, "data-overdue": String(overdue) },
       h("div", { class: "row" }, h("span", { class: `pill pill-${item.status}` }, t(`objection.${item.status}`)), mark),
       h("p", {}, t("citizen.objection.line", { dataset: datasetTitle(b.dataset), record: b.record, fields: fieldList(b.fields || []) })),
       h("p", { class: "small" }, t("common.labelled", { a: t("citizen.objection.reason"), b: b.reason })),
-      h("p", { class: "small muted" }, t("citizen.objection.filed", { at: when(c.entry.ts), seq: c.entry.seq })));
+      h("p", { class: "small muted" }, t("citizen.objection.filed", { at: when(c.entry.ts), seq: c.entry.seq }),
+        " · ", h("span", { class: "due" }, dueLine(item, due))),
+      item.status === "open"
+        ? resolveForm(c.entry.seq, b)
+        : h("p", { class: "small" }, t("dept.objections.answered", { seq: item.ended_by })));
+    return { li, open: item.status === "open", due, overdue };
   }));
-  rows.sort((a, b) => Number(b.dataset.seq) - Number(a.dataset.seq));
-  fill("dept-objections", h("ul", { class: "plain-list" }, rows.slice(0, 50)));
+  // the most urgent first: open ones by due date, then the answered ones, newest first
+  rows.sort((a, b) => (b.open - a.open) || (a.open ? a.due - b.due : Number(b.li.dataset.seq) - Number(a.li.dataset.seq)));
+  const open = rows.filter((r) => r.open).length;
+  const overdue = rows.filter((r) => r.overdue).length;
+  fill("dept-objections",
+    h("p", { class: `objection-summary${overdue ? " overdue" : ""}`, id: "objection-summary" },
+      t("dept.objections.summary", { open, overdue, days: ctx.deadlineDays })),
+    h("ul", { class: "plain-list" }, rows.slice(0, 100).map((r) => r.li)));
 }
 
 async function guarded(id, load) {
@@ -303,14 +371,16 @@ async function main() {
   await Promise.all([
     guarded("catalogue", async () => {
       const records = await api.get("/v1/records", { limit: 1000 });
+      ctx.records = records;
       renderCatalogue(records);
       renderRecords(records);
     }),
     guarded("agreements-given", loadAgreements),
     guarded("releases", loadReleases),
     guarded("decisions", loadDecisions),
-    guarded("dept-objections", loadObjections),
   ]);
+  ctx.deadlineDays = Number(byId("dobj").dataset.deadlineDays) || 15;
+  await guarded("dept-objections", loadObjections); // after the records: the answer form offers the corrected version
   byId("decisions-refresh").addEventListener("click", () => guarded("decisions", loadDecisions));
   document.body.dataset.ready = "true";
 }
