@@ -9,6 +9,7 @@ keeps the fast path exact (RFC 8785 number formatting only matters for non-integ
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import rfc8785
@@ -88,14 +89,32 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return d
 
 
+def _safe_int(text: str) -> int:
+    value = int(text)
+    if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+        raise CanonicalError(f"integer {value} outside ±(2**53-1)")
+    return value
+
+
+# The C parser, refusing what ``_check`` refuses among numbers and constants as it meets them.
+_decoder = json.JSONDecoder(parse_float=_reject_float, parse_int=_safe_int, parse_constant=_reject_constant)
+_FOUR_BYTE_UTF8 = re.compile(rb"[\xf0-\xff]")  # the lead byte of a character beyond U+FFFF (or not UTF-8)
+
+
 def parse_canonical(data: bytes) -> Any:
     """Parse ``data`` and require that it is exactly the canonical form of what it holds."""
     try:
-        # Fast path: the plain C parser, then the round trip. Whatever it lets through is what the
-        # strict parse below accepts (a duplicate key, a float, a constant or a non-UTF-8 byte never
-        # re-encodes to the same bytes); anything else goes through the strict parse for its message.
-        value = json.loads(data)
-        if canonical_bytes(value) == data:
+        # Fast path: the C parser, then the round trip through the C encoder. Whatever it lets
+        # through is what the strict parse below accepts (a duplicate key, a lone surrogate or a
+        # non-UTF-8 byte never re-encodes to the same bytes; floats, unsafe integers and constants are
+        # refused by the parser's hooks). It skips ``canonical_bytes``'s walk over the value only where
+        # that walk cannot matter: no character beyond U+FFFF (no key needing UTF-16 order) and no
+        # more brackets than ``MAX_DEPTH`` (so no deeper nesting). Anything else goes the long way.
+        value = _decoder.decode(data.decode("utf-8"))
+        if data.count(b"{") + data.count(b"[") <= MAX_DEPTH and not _FOUR_BYTE_UTF8.search(data):
+            if _encoder.encode(value).encode("utf-8") == data:
+                return value
+        elif canonical_bytes(value) == data:
             return value
     except (ValueError, RecursionError, CanonicalError):
         pass

@@ -13,7 +13,9 @@ builder makes its entries inside the writer, against state no other writer can c
 from __future__ import annotations
 
 import base64
+import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,11 +25,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from keys.registry import IDENTITY_TYPES, KeyRegistry
-from ledger import schema
+from ledger import schema, sodium
 from ledger.block import GENESIS_PREV, MAX_CLOCK_SKEW_SECONDS, BlockHeader, sign_header
 from ledger.canonical import canonical_bytes
-from ledger.envelope import VERSION, Envelope, parse_envelope, verify_ed25519
-from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError
+from ledger.envelope import VERSION, Envelope, parse_envelope
+from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError, SignatureError
 from ledger.machine import Attach, BuildContext, Builder, Indexer, StateMachine
 from ledger.note import Checkpoint, sign_note, signer_vkey
 from ledger.store import StorageConflict, StorageError, Store
@@ -37,6 +39,8 @@ from ledger.tree import CompactRange, leaf_hash, root_nodes
 ENTRY_COLUMNS = ("seq", "leaf", "leaf_hash", "type", "actor", "ts", "height")
 NODE_COLUMNS = ("level", "idx", "hash")
 BLOCK_COLUMNS = ("height", "tree_size", "header", "checkpoint")
+# Told of each commit: its entries, the writer transaction's seconds and the block signing's. Must not raise.
+Observer = Callable[[list[Envelope], float, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,7 @@ class _Plan:
     checkpoint: str
     entry_rows: list[tuple[int, bytes, bytes, str, str, str, int]]
     node_rows: list[tuple[int, int, bytes]]
+    seal_seconds: float = 0.0  # signing the block header and checkpoint (for the observer)
 
     def hash_seqs(self) -> dict[bytes, int]:
         return {row[2]: row[0] for row in self.entry_rows}
@@ -148,6 +153,20 @@ def _signed_bytes(env: Envelope) -> bytes:
     return env.signed_bytes()
 
 
+def _stored_envelope(leaf: bytes) -> Envelope:
+    """An entry read back from the ledger, parsed for replay into the cached state.
+
+    Its canonical form, shape and signature were checked when it was appended (and ``shulian
+    verify`` checks them again), so only the JSON is parsed; anything unexpected takes the full
+    ``parse_envelope``, which says what is wrong.
+    """
+    try:
+        v = json.loads(leaf)
+        return Envelope(v["type"], v["ts"], v["actor"], v["body"], base64.b64decode(v["sig"]), leaf)
+    except (ValueError, TypeError, KeyError):
+        return parse_envelope(leaf)
+
+
 class LogKeyMismatch(LedgerError):
     status = 500
 
@@ -165,6 +184,7 @@ class Sequencer:
         clock: Callable[[], datetime] = now,
         machines: Callable[[], list[StateMachine]] | None = None,
         index: Indexer | None = None,
+        observe: Observer | None = None,
     ) -> None:
         self.store = store
         self.log_key = log_key
@@ -174,12 +194,14 @@ class Sequencer:
         self._clock = clock
         self._make_machines = machines
         self._index = index
+        self._observe = observe
         self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
         self._leader = False  # some thread is committing; the queue waits for it to hand over
         # Plan the next batch during the previous COMMIT: off once another writer shows, and for an
         # in-memory SQLite database (each connection would see its own database).
-        self._pipeline = not (store.is_sqlite and store.engine.url.database in (None, "", ":memory:"))
+        self._in_memory = store.is_sqlite and store.engine.url.database in (None, "", ":memory:")
+        self._pipeline = not self._in_memory
         self._committing: _Commit | None = None  # the commit handed over before its COMMIT returned
         self._reset()
 
@@ -235,9 +257,10 @@ class Sequencer:
     def _prepare(self, leaf: bytes) -> _Pending:
         env = parse_envelope(leaf)
         pub = self._registry.public_key(env.actor)
-        if pub is not None:  # key ids are hashes of keys: a cached key is the right key
-            # In the caller's thread, outside the writer: PyNaCl releases the GIL while it verifies.
-            verify_ed25519(pub, _signed_bytes(env), env.sig)
+        # A cached key is the right key (key ids are hashes of keys). Verified in the caller's
+        # thread, outside the writer, without the GIL.
+        if pub is not None and not sodium.verify(pub, _signed_bytes(env), env.sig, release_gil=True):
+            raise SignatureError("signature does not verify")
         return _Pending([env], [pub is not None])
 
     def _submit(self, item: _Pending) -> list[Receipt]:
@@ -314,17 +337,37 @@ class Sequencer:
         self._frontier = CompactRange(size, [nodes[n] for n in root_nodes(size)])
         if self._machines:
             for seq, leaf in Store.entries_between(conn, self._scanned, size):
-                env = parse_envelope(leaf)
+                env = _stored_envelope(leaf)
                 signer = None if seq == 0 else self._registry.signer(env, seq)
                 self._registry.apply(seq, env)
                 for m in self._machines:
                     m.apply(seq, env, signer, self._registry)
         else:
             for seq, leaf in Store.entries_of_types(conn, IDENTITY_TYPES, self._scanned):
-                self._registry.apply(seq, parse_envelope(leaf))
+                self._registry.apply(seq, _stored_envelope(leaf))
         self._scanned = size
         self._size = size
         self._head = head
+
+    def _head_is_current(self) -> bool:
+        """Whether the database's newest block is the cached head (False when it cannot be read)."""
+        head = self._head
+        if head is None:
+            return False
+        try:
+            with self.store.engine.connect() as conn:
+                return Store.head_position(conn) == (head.height, head.tree_size)
+        except SQLAlchemyError:
+            return False
+
+    def _catch_up(self) -> None:
+        """Several writers: replay what the others committed since our last commit before queueing
+        for the writer lock (on the primary, outside any write), so that inside the lock only what
+        they committed meanwhile is left to replay."""
+        with self.store.engine.connect() as conn:
+            found = Store.head(conn)
+            if found is not None and found[0].tree_size > self._size:
+                self._sync(conn, found[0].tree_size, found[0])
 
     def _settle(self) -> bool:
         """Wait for the commit handed over before ours; False if it failed (the cache is then wrong)."""
@@ -365,11 +408,20 @@ class Sequencer:
                 self._fail(batch, failure)
                 return
             elif plan is not None and not plan.accepted:
-                return
+                # Nothing to write, so no insert clash would tell that another writer moved the head
+                # since the cache: a refusal stands only if the cache was current.
+                if self._head_is_current():
+                    return
+                for p in batch:
+                    p.result = None
+                plan = None
         elif not self._settle():
             self._reset()
         committing: _Commit | None = None
         try:
+            if plan is None and not self._pipeline and not self._in_memory and self._size >= 0:
+                self._catch_up()
+            began = time.perf_counter()
             with self.store.writer() as conn:
                 if plan is None:
                     head = self._head
@@ -413,6 +465,8 @@ class Sequencer:
             return
         assert committing is not None
         committing.finish(ok=True)
+        if self._observe is not None:
+            self._observe([e for p in plan.accepted for e in p.envs], time.perf_counter() - began, plan.seal_seconds)
         i = plan.first_seq
         for p in plan.accepted:
             p.result = [Receipt(i + k, h, plan.height, plan.new_size, plan.checkpoint) for k, h in enumerate(p.hashes)]
@@ -512,6 +566,7 @@ class Sequencer:
                 i += 1
         new_size = i
         root = frontier.root()
+        sealing = time.perf_counter()
         header = sign_header(
             self.log_key,
             height=height,
@@ -524,7 +579,8 @@ class Sequencer:
         checkpoint = sign_note(Checkpoint(self.origin, new_size, root).text(), self.origin, self.log_key)
         self._size = self._scanned = new_size
         self._head = header
-        return _Plan(accepted, size, new_size, height, header, checkpoint, entry_rows, node_rows)
+        sealed = time.perf_counter() - sealing
+        return _Plan(accepted, size, new_size, height, header, checkpoint, entry_rows, node_rows, sealed)
 
     def _write(self, conn: Connection, plan: _Plan, *, first_insert_moved: bool = False) -> None:
         """Write a plan's rows, its block, the attached rows and the index, in the writer transaction.

@@ -7,12 +7,14 @@ IMMEDIATE``, PostgreSQL ``pg_advisory_xact_lock``). Reads never take the writer 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import itertools
 import json
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -162,6 +164,9 @@ class Store:
         self.read_engine = make_engine(read) if read else self.engine
         self._replica_ok: bool | None = None  # whether SHULIAN_DB_READ holds this ledger (checked once)
         self._probe: tuple[int, PoolProxiedConnection] | None = None  # (pid, connection): see seqs_committed
+        database = self.engine.url.database if self.is_sqlite else None
+        self._gate_path = f"{database}-writer.lock" if database and database != ":memory:" else None
+        self._gate: tuple[int, threading.Lock, int] | None = None  # (pid, lock, descriptor): see _writer_gate
 
     @property
     def is_sqlite(self) -> bool:
@@ -169,6 +174,9 @@ class Store:
 
     def close(self) -> None:
         self._close_probe()
+        gate, self._gate = self._gate, None
+        if gate is not None and gate[0] == os.getpid():
+            os.close(gate[2])
         for engine in {self.engine, self.write_engine, self._writer_engine, self.read_engine}:
             engine.dispose()
 
@@ -228,11 +236,39 @@ class Store:
     def writer(self) -> Iterator[Connection]:
         """A transaction holding the single-writer lock; commits on exit, rolls back on error."""
         try:
-            conn, transaction = self._begin_writer()
-            with conn, transaction:
-                yield conn
+            with self._writer_gate():
+                conn, transaction = self._begin_writer()
+                with conn, transaction:
+                    yield conn
         except OperationalError as exc:
             raise StorageError(f"database unavailable: {exc.orig}") from exc
+
+    @contextmanager
+    def _writer_gate(self) -> Iterator[None]:
+        """SQLite file: queue for the writer on a lock that wakes the next writer as soon as it is free.
+
+        ``BEGIN IMMEDIATE`` alone waits in SQLite's busy handler, which polls with sleeps of up to
+        100 ms: a writer released meanwhile leaves the database idle. Writers therefore first take an
+        in-process lock, then ``flock`` on ``<database>-writer.lock`` (other processes); both are
+        released right after COMMIT or ROLLBACK, and the kernel releases the ``flock`` of a killed
+        process. ``BEGIN IMMEDIATE`` stays the lock that matters: a writer that skips this gate is
+        still excluded by SQLite, only woken later. PostgreSQL's advisory lock already wakes at once.
+        """
+        path = self._gate_path
+        if path is None:
+            yield
+            return
+        gate = self._gate
+        if gate is None or gate[0] != os.getpid():  # never a lock or descriptor inherited through fork
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            gate = self._gate = (os.getpid(), threading.Lock(), fd)
+        _pid, lock, fd = gate
+        with lock:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # blocks without the GIL
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _begin_writer(self) -> tuple[Connection, RootTransaction]:
         """Begin the writer transaction. PostgreSQL: the advisory lock is also the liveness check that

@@ -117,3 +117,21 @@ def test_non_canonical_spellings_are_refused(value: Any) -> None:
         else:
             with pytest.raises(CanonicalError):
                 parse_canonical(spelling)
+
+
+def test_parse_canonical_refuses_what_canonical_bytes_refuses() -> None:
+    """The parser's fast path (no walk over the value) refuses exactly what the walk would."""
+    for text in (b"1.5", b'{"a":[1.5]}', b"1e3", b"9007199254740992", b"[-9007199254740992]", b"NaN", b"[Infinity]"):
+        with pytest.raises(CanonicalError):
+            parse_canonical(text)
+    assert parse_canonical(b"[9007199254740991,-9007199254740991]") == [MAX_SAFE_INT, -MAX_SAFE_INT]
+    # Astral keys: UTF-16 order is canonical, code-point order (what Python sorts by) is not.
+    assert parse_canonical('{"😀":2,"\ue000":1}'.encode()) == {"😀": 2, "\ue000": 1}
+    with pytest.raises(CanonicalError):
+        parse_canonical('{"\ue000":1,"😀":2}'.encode())
+    deepest = b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1)  # nesting MAX_DEPTH below the top
+    assert parse_canonical(deepest) is not None
+    with pytest.raises(CanonicalError):
+        parse_canonical(b"[" + deepest + b"]")
+    with pytest.raises(CanonicalError):
+        parse_canonical(b'["\\ud800"]')  # a lone surrogate never re-encodes

@@ -1,0 +1,47 @@
+"""ledger.sodium: the append path's libsodium calls give PyNaCl's signatures and verdicts."""
+
+from __future__ import annotations
+
+import nacl.exceptions
+import nacl.signing
+import pytest
+
+from ledger import sodium
+
+
+def _pynacl_accepts(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
+        return False
+    return True
+
+
+def test_sign_is_pynacls_signature() -> None:
+    key = nacl.signing.SigningKey(bytes(range(32)))
+    for message in (b"", b"x", "检查点".encode() * 100):
+        assert sodium.sign(key, message) == key.sign(message).signature
+
+
+@pytest.mark.parametrize("release_gil", [False, True])
+def test_verify_agrees_with_pynacl(release_gil: bool) -> None:
+    key = nacl.signing.SigningKey(bytes([7]) * 32)
+    other = bytes(nacl.signing.SigningKey(bytes([8]) * 32).verify_key)
+    public = bytes(key.verify_key)
+    message = b'{"actor":"x","body":{},"ts":"2026-01-01T00:00:00Z","type":"record.commit","v":1}'
+    signature = key.sign(message).signature
+    cases = [(public, message, signature)]
+    for i in (0, 31, 63):  # one bit flipped in the signature: R, and S (also above the group order)
+        cases.append((public, message, signature[:i] + bytes([signature[i] ^ 0x01]) + signature[i + 1 :]))
+    cases += [
+        (public, message + b" ", signature),
+        (public, message[:-1], signature),
+        (other, message, signature),
+        (public, message, signature[:63]),  # wrong lengths: refused, never read past the buffer
+        (public[:31], message, signature),
+        (bytes(32), message, bytes(64)),  # the identity point and a zero signature
+    ]
+    verdicts = [sodium.verify(*case, release_gil=release_gil) for case in cases]
+    assert verdicts == [_pynacl_accepts(*case) for case in cases]
+    assert verdicts[0] is True
+    assert not any(verdicts[1:])
