@@ -19,6 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +28,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+import keys.keystore
 from api.node import Node
 from keys.keystore import StoredKey
 from ledger.store import Store
 from ledger.tree import leaf_hash
-from tests.api.conftest import cli_env, free_port, run_cli
+from tests.api.conftest import cli_env, free_port, start_serve
+from tests.conftest import FAST_ARGON2
 from tests.support import record_entry, register
 
 PROBLEM_JSON = "application/problem+json"
@@ -124,22 +127,31 @@ def private_pg() -> Iterator[PrivateCluster]:
 # -- an initialised ledger and its departments --------------------------------------------------
 
 
-def ledger_env(tmp: Path, db: str) -> dict[str, str]:
-    """The environment of `shulian` commands on ``db`` (keys under ``tmp``), after `shulian init`."""
+def ledger_env(
+    tmp: Path, db: str, monkeypatch: pytest.MonkeyPatch, *, departments: int = 2
+) -> tuple[dict[str, str], list[StoredKey]]:
+    """The environment of `shulian` commands on an initialised ledger at ``db`` (keys under ``tmp``),
+    and ``departments`` department keys registered on it by its admin.
+
+    Initialised in this process, with keystores written under cheap Argon2id parameters (stored in
+    each file, so the servers open them as any other) to keep server start-up short."""
     env = cli_env(tmp)
     env["SHULIAN_DB"] = db
-    run_cli(env, "init", "--origin", "faults.shulian.example/log")
-    return env
-
-
-def departments(env: dict[str, str], count: int, monkeypatch: pytest.MonkeyPatch) -> list[StoredKey]:
-    """``count`` department keys registered on the ledger of ``env`` by its admin (in this process)."""
     monkeypatch.setenv("SHULIAN_PASSPHRASE", env["SHULIAN_PASSPHRASE"])
-    node = Node(env["SHULIAN_DB"], Path(env["SHULIAN_HOME"]))
+    monkeypatch.setattr(keys.keystore, "ARGON2", dict(FAST_ARGON2))
+    node = Node(db, Path(env["SHULIAN_HOME"]))
     try:
-        return [register(node, f"faults-dept-{i}-{time.time_ns()}", "department") for i in range(count)]
+        node.init(origin="faults.shulian.example/log")
+        stamp = time.time_ns()
+        return env, [register(node, f"faults-dept-{i}-{stamp}", "department") for i in range(departments)]
     finally:
         node.close()
+
+
+def start_replicas(*envs: dict[str, str]) -> list[tuple[subprocess.Popen[bytes], str]]:
+    """`shulian serve` once per environment, started side by side (each start takes seconds)."""
+    with ThreadPoolExecutor(len(envs)) as pool:
+        return list(pool.map(start_serve, envs))
 
 
 # -- load ---------------------------------------------------------------------------------------

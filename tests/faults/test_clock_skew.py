@@ -22,8 +22,7 @@ from sqlalchemy import text
 from ledger.block import MAX_CLOCK_SKEW_SECONDS, parse_header
 from ledger.store import Store
 from ledger.timefmt import now, parse_ts
-from tests.api.conftest import run_cli, start_serve
-from tests.faults.conftest import Answer, Load, check_settled, departments, ledger_env, ledger_size
+from tests.faults.conftest import Answer, Load, check_settled, ledger_env, start_replicas
 
 SKEW_SECONDS = 120
 
@@ -57,10 +56,10 @@ def test_replicas_with_skewed_clocks_keep_time_in_order(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lib = _faketime_lib()
-    env = ledger_env(tmp_path, pg_url)
-    keys = departments(env, 2, monkeypatch)
-    ahead, ahead_url = start_serve(_skewed(env, lib, SKEW_SECONDS))
-    behind, behind_url = start_serve(_skewed(env, lib, -SKEW_SECONDS))
+    env, keys = ledger_env(tmp_path, pg_url, monkeypatch)
+    (ahead, ahead_url), (behind, behind_url) = start_replicas(
+        _skewed(env, lib, SKEW_SECONDS), _skewed(env, lib, -SKEW_SECONDS)
+    )
     try:
         # each replica's wall clock is off by its skew (its HTTP Date header says so) ...
         for url, offset in ((ahead_url, SKEW_SECONDS), (behind_url, -SKEW_SECONDS)):
@@ -101,9 +100,7 @@ def test_replicas_with_skewed_clocks_keep_time_in_order(
         limit = timedelta(seconds=MAX_CLOCK_SKEW_SECONDS)
         for seq, ts, height in rows:
             assert abs(parse_ts(ts) - times[height]) <= limit, f"seq {seq}: ts {ts}, block time {times[height]}"
-        check_settled(pg_url, load)
-        proc = run_cli(env, "verify", "-q")
-        assert proc.stdout.startswith(f"OK: {ledger_size(pg_url)} entries"), proc.stdout
+        check_settled(pg_url, load)  # and the verifier passes
     finally:
         for proc_ in (ahead, behind):
             proc_.terminate()

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import run_cli, start_serve
-from tests.faults.conftest import Load, check_settled, departments, ledger_env, ledger_size
+from tests.api.conftest import run_cli
+from tests.faults.conftest import Load, check_settled, ledger_env, ledger_size, start_replicas
 from tests.support import record_entry
 
 
@@ -20,10 +20,8 @@ from tests.support import record_entry
 def test_killed_replica_loses_no_acknowledged_entry(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = ledger_env(tmp_path, pg_url)
-    keys = departments(env, 3, monkeypatch)
-    victim, victim_url = start_serve(env)
-    survivor, survivor_url = start_serve(env)
+    env, keys = ledger_env(tmp_path, pg_url, monkeypatch, departments=3)
+    (victim, victim_url), (survivor, survivor_url) = start_replicas(env, env)
     load = Load([victim_url, survivor_url], keys)
     try:
         load.start(6)
