@@ -12,6 +12,8 @@ from starlette.datastructures import Headers
 
 from api.deps import NodeDep
 from api.httpsig import Reason, SignatureRejected, verify_request
+from api.limits import RateLimits
+from api.logs import annotate
 from api.node import Node
 from keys.registry import KeyRecord
 from ledger.errors import LedgerError
@@ -85,7 +87,12 @@ async def authenticate(request: Request, node: NodeDep) -> Caller:
     thread pool so that a slow database never stalls other requests.
     """
     body = await read_body(request)
-    return await run_in_threadpool(_authenticate, node, request.method, target_uri(request), request.headers, body)
+    caller = await run_in_threadpool(_authenticate, node, request.method, target_uri(request), request.headers, body)
+    annotate(key_id=caller.key_id)
+    limits: RateLimits | None = getattr(request.app.state, "limits", None)
+    if limits is not None:
+        limits.charge_key(caller.key_id)  # 429 past the key's rate (api.limits)
+    return caller
 
 
 def _authenticate(node: Node, method: str, url: str, headers: Headers, body: bytes) -> Caller:

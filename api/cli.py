@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from api.audit_cli import add_audit_commands
 from api.backup_cli import add_backup_commands, check_vault_option
@@ -62,28 +62,47 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
-    from api.node import Node
+    from api import logs
+    from api.settings import load_settings, refuse_default_secrets
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    settings = load_settings(export=False)
+    refuse_default_secrets(settings)  # outside development: one line and exit 1
+    level = args.log_level or settings.log_level
+    fmt = args.log_format or settings.effective_log_format
+    logs.configure(fmt, level)
+    metrics_dir: Path | None = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from api.metrics import prepare_multiprocess_dir  # before any worker imports prometheus-client
+
+        metrics_dir = prepare_multiprocess_dir(settings.home)
+    from api.app import create_app
+    from api.node import Node
+
     node = Node(args.db)
     node.reader.origin  # noqa: B018 - fail early, in one line, when the ledger is not initialised
     start_witness_follower(args.db)
-    if args.workers == 1:
-        uvicorn.run(create_app(node), host=args.host, port=args.port, log_level=args.log_level)
-        return 0
-    node.close()
-    if args.db:
-        os.environ["SHULIAN_DB"] = args.db  # each worker process opens its own node from the environment
-    uvicorn.run(
-        "api.asgi:app_from_env",
-        factory=True,
-        workers=args.workers,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-    )
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": level,
+        "log_config": logs.log_config(fmt, level),
+        "access_log": False,  # one access line per request comes from shulian.access (api.edge)
+    }
+    try:
+        if args.workers == 1:
+            uvicorn.run(create_app(node, settings), **options)
+            return 0
+        node.close()
+        if args.db:
+            os.environ["SHULIAN_DB"] = args.db  # each worker process opens its own node from the environment
+        uvicorn.run("api.asgi:app_from_env", factory=True, workers=args.workers, **options)
+    finally:
+        if metrics_dir is not None:
+            from api.metrics import remove_multiprocess_dir
+
+            remove_multiprocess_dir(metrics_dir)
     return 0
 
 
@@ -104,14 +123,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from api.settings import load_settings
     from audit.sources import verify_database, verify_export
 
+    textfile = load_settings(export=False).verify_metrics
+    watch = None
+    if textfile is not None:  # SHULIAN_VERIFY_METRICS: progress gauges for node_exporter and /metrics
+        from api.metrics import VerifyProgress
+
+        watch = VerifyProgress(textfile, "export" if args.export else "database")
+        watch.write()
+    report = watch.update if watch is not None else None
     if args.export:
-        result = verify_export(Path(args.export), progress=not args.quiet)
+        result = verify_export(Path(args.export), progress=not args.quiet, report=report)
     else:
         from api.node import Node
 
-        result = verify_database(Node(args.db).store, progress=not args.quiet)
+        result = verify_database(Node(args.db).store, progress=not args.quiet, report=report)
+    if watch is not None:
+        watch.finish(ok=result.ok, checked=result.entries if result.ok else None)
     if not result.ok:
         print(result.message, file=sys.stderr)
         return 1
@@ -156,7 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1, help="worker processes sharing the ledger (default 1)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument(
+        "--log-level",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="default: SHULIAN_LOG_LEVEL or info",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        help="one JSON object a line, or text (default: SHULIAN_LOG_FORMAT; json, text when SHULIAN_ENV=development)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("export", help="write the ledger as a shulian-export/1 JSON Lines file")
@@ -190,6 +229,13 @@ def _readable(exc: Exception) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from api.settings import SettingsError, load_settings
+
+    try:
+        load_settings()  # SHULIAN_CONFIG's values reach the environment before the defaults are read
+    except SettingsError as exc:
+        print(f"shulian: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Handler = args.func

@@ -74,6 +74,8 @@ class Node:
     @property
     def sequencer(self) -> Sequencer:
         if self._sequencer is None:
+            from api.metrics import observe_commit  # prometheus-client only once appending (see api.metrics)
+
             log_key = self.local_key("log").signing
             with self._opening:
                 if self._sequencer is None:
@@ -83,6 +85,7 @@ class Node:
                         self.reader.origin,
                         machines=lambda: [ConsentState()],
                         index=write_index,
+                        observe=observe_commit,
                     )
         return self._sequencer
 

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.logs import current_request_id
 from keys.errors import KeystoreError
 from ledger.errors import LedgerError
 
@@ -18,8 +19,10 @@ PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("shulian.api")
 
 
-def problem(status: int, detail: str, *, title: str | None = None, **extra: Any) -> JSONResponse:
-    """A problem+json response with ``type`` about:blank and the status's title."""
+def problem(
+    status: int, detail: str, *, title: str | None = None, retry_after: int | None = None, **extra: Any
+) -> JSONResponse:
+    """A problem+json response with ``type`` about:blank, the status's title and the request's id."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
@@ -27,7 +30,12 @@ def problem(status: int, detail: str, *, title: str | None = None, **extra: Any)
         "detail": detail,
     }
     body.update(extra)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    request_id = current_request_id()
+    if request_id is not None:
+        body["request_id"] = request_id  # RFC 9457 extension member: the X-Request-ID of the request
+    if retry_after is None and status == 503:
+        retry_after = 1
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -42,6 +50,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                     "title": {"type": "string"},
                     "status": {"type": "integer"},
                     "detail": {"type": "string"},
+                    "request_id": {"type": "string"},
                 },
                 "required": ["type", "title", "status", "detail"],
             },
@@ -56,7 +65,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
-        return problem(exc.status, str(exc), title=getattr(exc, "title", None))
+        return problem(
+            exc.status, str(exc), title=getattr(exc, "title", None), retry_after=getattr(exc, "retry_after", None)
+        )
 
     @app.exception_handler(KeystoreError)
     async def _keystore(_: Request, exc: KeystoreError) -> JSONResponse:

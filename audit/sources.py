@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,24 @@ def _setup_failure(prefix: str, exc: AuditError) -> VerificationResult:
 
 def _bar(progress: bool, total: int | None, what: str) -> tqdm[Any]:
     return tqdm(total=total, unit=" entries", desc=what, file=sys.stderr, disable=not progress, mininterval=0.5)
+
+
+ProgressReport = Callable[[int, int | None], None]  # entries checked so far, entries in all (when known)
+
+
+def _reporter(bar: tqdm[Any], total: int | None, report: ProgressReport | None) -> Callable[[int], object]:
+    """The replay's progress callback: the bar, and ``report`` (e.g. a metrics textfile) when given."""
+    if report is None:
+        return bar.update
+    done = 0
+
+    def update(n: int) -> None:
+        nonlocal done
+        done += n
+        bar.update(n)
+        report(done, total)
+
+    return update
 
 
 # -- the database -------------------------------------------------------------------------------
@@ -90,6 +108,7 @@ def verify_database(
     workers: int | None = None,
     threshold: int = DEFAULT_THRESHOLD,
     consent: bool = True,
+    report: ProgressReport | None = None,
 ) -> VerificationResult:
     """Replay the ledger in ``store`` (as of the moment it starts) and return the verdict.
 
@@ -110,7 +129,7 @@ def verify_database(
             meta["origin"],
             entries,
             blocks,
-            progress=bar.update,
+            progress=_reporter(bar, entry_count, report),
             workers=workers,
             threshold=threshold,
             machines=machines,
@@ -272,6 +291,7 @@ def verify_export(
     workers: int | None = None,
     threshold: int = DEFAULT_THRESHOLD,
     consent: bool = True,
+    report: ProgressReport | None = None,
 ) -> VerificationResult:
     """Replay the export at ``path`` (shulian-export/1) and return the verdict.
 
@@ -298,7 +318,7 @@ def verify_export(
             origin,
             entries,
             blocks,
-            progress=bar.update,
+            progress=_reporter(bar, total, report),
             workers=workers,
             threshold=threshold,
             machines=default_machines() if consent else [],

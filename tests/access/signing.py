@@ -9,7 +9,7 @@ import httpx
 from api.httpsig import sign_request
 from keys.keystore import StoredKey
 
-PROBLEM_FIELDS = frozenset({"type", "title", "status", "detail", "errors"})
+PROBLEM_FIELDS = frozenset({"type", "title", "status", "detail", "errors", "request_id"})
 
 
 def signed_headers(

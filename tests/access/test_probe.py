@@ -23,6 +23,8 @@ from tests.access.world import World
 
 PUBLIC = {
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),  # aggregate counts only (README, Operations); SHULIAN_METRICS_TOKEN can close it
     ("GET", "/v1/log/key"),
     ("GET", "/v1/checkpoint"),
     ("GET", "/v1/proof/inclusion"),

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,14 +49,26 @@ def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
+def serve_log(env: dict[str, str], port: int) -> Path:
+    """Where `start_serve` writes the server's output: beside SHULIAN_HOME (a file: a pipe nobody reads fills up)."""
+    base = Path(env["SHULIAN_HOME"]).parent if env.get("SHULIAN_HOME") else Path(tempfile.gettempdir())
+    return base / f"serve-{port}.log"
+
+
 def start_serve(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`shulian serve` on a free loopback port; returns once /healthz answers (or raises with its output)."""
+    """`shulian serve` on a free loopback port; returns once /healthz answers (or raises with its output).
+
+    The server's log lines go to ``serve_log(env, port)``.
+    """
     port = free_port()
-    proc = subprocess.Popen(
-        [*SHULIAN, "serve", "--port", str(port), *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    log = serve_log(env, port)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*SHULIAN, "serve", "--port", str(port), *extra], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # worker processes start slowly on a loaded machine
     while True:
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
@@ -64,7 +77,8 @@ def start_serve(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[byte
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            out = proc.stdout.read().decode() if proc.stdout else ""
+            proc.wait(10)
+            out = log.read_text(errors="replace")[-4000:]
             raise RuntimeError(f"shulian serve did not start: {out}")
         time.sleep(0.1)
 
