@@ -59,6 +59,10 @@ class WitnessPushError(LedgerError):
     status = 502
 
 
+class StaleCheckpoint(WitnessPushError):
+    """The witness already cosigned a newer checkpoint of this log (pushed by another replica): nothing to do."""
+
+
 @dataclass(frozen=True)
 class WitnessRow:
     vkey: str
@@ -69,8 +73,8 @@ class WitnessRow:
 
 
 def create_table(store: Store) -> None:
-    with store.write_engine.begin() as conn:
-        _metadata.create_all(conn)
+    """Make sure the schema, ``witness_state`` included, is at the newest migration (ledger/migrations)."""
+    store.create_schema()
 
 
 def add_witness(store: Store, vkey: str, url: str) -> bool:
@@ -211,6 +215,9 @@ def push_one(reader: LogReader, http: httpx.Client, witness: WitnessRow, size: i
             and response.headers.get("content-type", "").startswith(SIZE_TYPE)
         ):
             text = response.text.strip()
+            if text.isdigit() and size < int(text) <= reader.size():
+                # another process of this log (a replica) already had a newer checkpoint cosigned
+                raise StaleCheckpoint(f"{vkey.name}: already cosigned size {text}, newer than {size}")
             if not text.isdigit() or int(text) > size:
                 raise WitnessPushError(f"{vkey.name}: has cosigned size {text}, beyond this log's {size}")
             old = int(text)
@@ -244,6 +251,8 @@ def push_checkpoint(store: Store, reader: LogReader, timeout: float = DEFAULT_TI
             with httpx.Client(timeout=timeout) as http:
                 line = push_one(reader, http, w, size, note)
             _store(store, w.vkey, size, root, line)
+        except StaleCheckpoint:
+            return w.vkey, None
         except (httpx.HTTPError, LedgerError, ValueError) as exc:
             return w.vkey, str(exc) or type(exc).__name__
         return w.vkey, None
