@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.logs import current_request_id
+from api.dbfaults import database_fault
 from keys.errors import KeystoreError
 from ledger.errors import LedgerError
+from ledger.store import StorageError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("shulian.api")
 
 
-def problem(
-    status: int, detail: str, *, title: str | None = None, retry_after: int | None = None, **extra: Any
-) -> JSONResponse:
-    """A problem+json response with ``type`` about:blank, the status's title and the request's id."""
+def problem(status: int, detail: str, *, title: str | None = None, **extra: Any) -> JSONResponse:
+    """A problem+json response with ``type`` about:blank and the status's title."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
@@ -30,12 +32,7 @@ def problem(
         "detail": detail,
     }
     body.update(extra)
-    request_id = current_request_id()
-    if request_id is not None:
-        body["request_id"] = request_id  # RFC 9457 extension member: the X-Request-ID of the request
-    if retry_after is None and status == 503:
-        retry_after = 1
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    headers = {"Retry-After": "1"} if status == 503 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -50,7 +47,6 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                     "title": {"type": "string"},
                     "status": {"type": "integer"},
                     "detail": {"type": "string"},
-                    "request_id": {"type": "string"},
                 },
                 "required": ["type", "title", "status", "detail"],
             },
@@ -65,9 +61,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LedgerError)
     async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
-        return problem(
-            exc.status, str(exc), title=getattr(exc, "title", None), retry_after=getattr(exc, "retry_after", None)
-        )
+        if isinstance(exc, StorageError):
+            return _database_problem(exc)
+        return problem(exc.status, str(exc), title=getattr(exc, "title", None))
 
     @app.exception_handler(KeystoreError)
     async def _keystore(_: Request, exc: KeystoreError) -> JSONResponse:
@@ -85,7 +81,26 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail))
 
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        return _database_problem(exc)
+
+    # the driver's and SQLAlchemy's errors wherever a route meets them outside the Store's wrappers
+    for exc_type in (DBAPIError, DisconnectionError, sqlite3.Error, psycopg.Error):
+        app.add_exception_handler(exc_type, _database)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
         return problem(500, "internal error; the request changed nothing that was not committed")
+
+
+def _database_problem(exc: Exception) -> JSONResponse:
+    """503 (unreachable, read-only) or 507 (out of space) with Retry-After; the cause only in the log."""
+    fault = database_fault(exc)
+    if fault is None:  # a database error that is no fault of the database (a constraint): a bug
+        log.error("unexpected database error", exc_info=exc)
+        return problem(500, "internal error; the request changed nothing that was not committed")
+    log.warning("database: %s", " ".join(str(exc).split()))
+    response = problem(fault.status, fault.detail, title=fault.title)
+    response.headers["Retry-After"] = str(fault.retry_after)
+    return response
