@@ -7,7 +7,7 @@ department's and a citizen's registered key or not at all, and checks every answ
 documented status, media type and schema. Reported: operations, cases, failures (the first ones
 with a curl line to reproduce them), statuses seen.
 
-``SHULIAN_BENCH_FUZZ_EXAMPLES`` (default 60) cases per operation and mode, ``SHULIAN_BENCH_FUZZ_SEED``
+``SHULIAN_BENCH_FUZZ_EXAMPLES`` (default 25) cases per operation and mode, ``SHULIAN_BENCH_FUZZ_SEED``
 (default 20261129) the seed, ``SHULIAN_BENCH_FUZZ_DEMO=0`` to skip the demo city.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.build import OUT
 
-EXAMPLES = int(os.environ.get("SHULIAN_BENCH_FUZZ_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("SHULIAN_BENCH_FUZZ_EXAMPLES", "25"))
 SEED = int(os.environ.get("SHULIAN_BENCH_FUZZ_SEED", "20261129"))
 
 

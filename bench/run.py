@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import append, build, growth, micro, peers, proofs, release, verify
+from bench import append, build, fuzz, growth, micro, peers, proofs, release, verify
 
 OUT = build.OUT
 PG_ADMIN_URL = os.environ.get("SHULIAN_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -138,6 +138,16 @@ def growth_only(report: dict[str, Any], t0: float) -> None:
     print(text)
 
 
+def fuzz_only(report: dict[str, Any], t0: float) -> None:
+    """The schemathesis run alone (``--only fuzz``), written to bench/out/fuzz.json."""
+    log(f"fuzzing the OpenAPI document: {fuzz.EXAMPLES} cases per operation and mode, seed {fuzz.SEED}")
+    report["fuzz"] = fuzz.fuzz_figures()
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(report, ensure_ascii=False, indent=1)
+    (OUT / "fuzz.json").write_text(text + "\n")
+    print(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``--only append``: the Ed25519 reference and the timed appends only (no ledgers, proofs, peers).
 
@@ -148,11 +158,14 @@ def main(argv: list[str] | None = None) -> None:
 
     ``--only release``: the Ed25519 reference and the release figures only (SQLite with two workers,
     two PostgreSQL replicas), written to bench/out/release.json.
+
+    ``--only fuzz``: the schemathesis run over the OpenAPI document only (bench/fuzz.py), written to
+    bench/out/fuzz.json.
     """
     args = sys.argv[1:] if argv is None else argv
     only = args[args.index("--only") + 1] if "--only" in args[:-1] else None
-    if only not in (None, "append", "verify", "growth", "release"):
-        raise SystemExit(f"--only takes 'append', 'verify', 'growth' or 'release', not {only!r}")
+    if only not in (None, "append", "verify", "growth", "release", "fuzz"):
+        raise SystemExit(f"--only takes 'append', 'verify', 'growth', 'release' or 'fuzz', not {only!r}")
     t0 = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("SHULIAN_PASSPHRASE", "shulian-bench")
@@ -160,6 +173,9 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "code_version": build.code_version(),
     }
+    if only == "fuzz":
+        fuzz_only(report, t0)
+        return
     log("Ed25519 verification, one core")
     ed = micro.ed25519_verify_per_s()
     report["ed25519_verify_per_s"] = ed
@@ -235,7 +251,12 @@ def main(argv: list[str] | None = None) -> None:
         ours = pe["shulian"][field]
         return all(pe[p][field] is None or ours < pe[p][field] for p in ("merkletools", "pymerkle"))
 
+    log("fuzzing the OpenAPI document (schemathesis)")
+    report["fuzz"] = fuzz.fuzz_figures()
+    log(f"  {report['fuzz']['cases']} cases, {report['fuzz']['failures']} failures")
+
     report["targets"] = {
+        "fuzz": {"met": report["fuzz"]["failures"] == 0, "what": "no 5xx and every answer as documented"},
         "append_sqlite": target(sq and round(sq / ed, 3), 0.5, what="append_per_s.sqlite / ed25519_verify_per_s"),
         "append_postgresql": target(
             pg and round(pg / ed, 3), 0.3, what="append_per_s.postgresql / ed25519_verify_per_s"
