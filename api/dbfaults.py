@@ -72,14 +72,16 @@ def database_fault(exc: BaseException) -> DatabaseFault | None:
                 return FULL
             if code is not None and code & 0xFF == SQLITE_READONLY:
                 return READ_ONLY
-            is_db = True
+            is_db = is_db or isinstance(e, sqlite3.OperationalError)  # not a constraint: a bug of ours
         sqlstate = getattr(e, "sqlstate", None)
         if isinstance(sqlstate, str):  # psycopg
             if sqlstate == PG_DISK_FULL:
                 return FULL
             if sqlstate == PG_READ_ONLY:
                 return READ_ONLY
-        driver = type(e).__module__.split(".")[0] == "psycopg" and type(e).__name__ in _PSYCOPG_UNAVAILABLE
+        driver = type(e).__module__.split(".")[0] == "psycopg" and any(
+            c.__name__ in _PSYCOPG_UNAVAILABLE for c in type(e).__mro__
+        )
         if driver or isinstance(e, StorageError | OperationalError | DisconnectionError | InterfaceError):
             is_db = True
     return UNAVAILABLE if is_db else None
