@@ -106,8 +106,11 @@ def shulian_invocations(argv: list[str]) -> list[list[str]]:
     if argv and argv[0] == "shulian":
         return [argv[1:]]
     if len(argv) >= 3 and argv[0] == "sh" and argv[1] in ("-c", "-ec", "-e"):
+        script = argv[2]
+        inner = re.findall(r"\$\((shulian [^)]*)\)", script)  # out="$(shulian init)"
+        script = re.sub(r"\$\(shulian [^)]*\)", "SUBSTITUTED", script)
         found: list[list[str]] = []
-        for line in re.split(r"\n|&&|;|\|", SUBSTITUTION.sub("SUBSTITUTED", argv[2])):
+        for line in [*inner, *re.split(r"\n|&&|;|\|", SUBSTITUTION.sub("SUBSTITUTED", script))]:
             words = shlex.split(line, comments=True)
             if words and words[0] == "exec":
                 words = words[1:]
