@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -90,30 +91,44 @@ def timed_appends(node: Node, size: int) -> dict[str, Any]:
 
 
 def sqlite_row(size: int) -> dict[str, Any]:
-    """One SQLite row: proofs on the cached ledger, appends on a copy of it."""
+    """One SQLite row on ``bench.build``'s ledger of ``size`` entries."""
     # A cached ledger made by other code is reused too: the table is about cost against size, and
     # rebuilding 10^6 entries for each code change would cost the bench its time budget.
     ledger = build.build(size, any_version=True)
-    db_file = ledger.path / "ledger.db"
+    return ledger_row(ledger.path)
+
+
+def ledger_row(path: Path) -> dict[str, Any]:
+    """Proofs on the SQLite ledger in ``path`` (``ledger.db`` and ``home/``), appends on a snapshot of it."""
+    db_file = path / "ledger.db"
+    reader = Node(f"sqlite:///{db_file}", path / "home")
+    entries = reader.reader.size()
+    reader.close()
     row: dict[str, Any] = {
-        "entries": ledger.entries,
-        "bytes_per_entry": round(db_file.stat().st_size / ledger.entries, 1),
+        "entries": entries,
+        "bytes_per_entry": round(db_file.stat().st_size / entries, 1),
         "db_bytes": db_file.stat().st_size,
     }
-    _log(f"sqlite {size}: proofs")
-    row.update(proofs.proof_latency(ledger.db))
+    _log(f"sqlite {entries}: proofs")
+    row.update(proofs.proof_latency(f"sqlite:///{db_file}"))
     scratch = Path(tempfile.mkdtemp(prefix="growth-", dir=build.OUT))
     try:
-        for f in ledger.path.glob("ledger.db*"):
-            shutil.copy2(f, scratch / f.name)
-        shutil.copytree(ledger.home, scratch / "home")
+        # SQLite's online backup: a consistent snapshot even while another process appends.
+        src = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
+        dst = sqlite3.connect(scratch / "ledger.db")
+        try:
+            src.backup(dst)
+        finally:
+            src.close()
+            dst.close()
+        shutil.copytree(path / "home", scratch / "home")
         node = Node(f"sqlite:///{scratch / 'ledger.db'}", scratch / "home")
-        _log(f"sqlite {size}: {APPEND_BATCH} appends on a copy")
-        row["append"] = timed_appends(node, ledger.entries)
+        _log(f"sqlite {entries}: {APPEND_BATCH} appends on a copy")
+        row["append"] = timed_appends(node, entries)
         node.close()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    _log(f"sqlite {size}: {row['append']['us_per_entry']} µs/append, inclusion p50 {row['inclusion_p50_ms']} ms")
+    _log(f"sqlite {entries}: {row['append']['us_per_entry']} µs/append, inclusion p50 {row['inclusion_p50_ms']} ms")
     return row
 
 

@@ -22,6 +22,8 @@ import pytest
 from tests.api.conftest import free_port
 from tests.docker.dockerfile import read_compose, uncompose
 
+pytestmark = pytest.mark.slow  # ~10 s on an idle machine: six processes, each opening Argon2id keystores
+
 SERVICES: dict[str, dict[str, Any]] = read_compose()["services"]
 ORDER = ["setup", "witness", "enrol", "api1", "api2", "monitor"]
 
