@@ -25,6 +25,7 @@ from api import index as consent_index
 from audit.errors import AuditError, BlockSourceError, EntrySourceError, ExportError, SetupError
 from audit.parallel import DEFAULT_THRESHOLD, verify_streams
 from audit.verifier import RawBlock, RawEntry, StateMachine, VerificationResult
+from consent.compact import CompactConsentState
 from consent.state import ConsentState
 from ledger import schema
 from ledger.store import Store
@@ -36,8 +37,9 @@ _INDEX_RANGE = 20_000  # seqs per slice of the consent index comparison
 
 
 def default_machines() -> list[StateMachine]:
-    """The rules a node's sequencer enforces beside the key registry (``api.node``): the consent state."""
-    return [ConsentState()]
+    """The rules a node's sequencer enforces beside the key registry (``api.node``): the consent state,
+    packed for a whole-ledger replay (``consent.compact``: the same rules, flat memory per record)."""
+    return [CompactConsentState()]
 
 
 def _setup_failure(prefix: str, exc: AuditError) -> VerificationResult:
@@ -166,12 +168,17 @@ def _compare_consent_index(store: Store, state: ConsentState, result: Verificati
             query = select(table).where(table.c.grant_seq >= start)
             if end < result.entries:  # the last range also takes rows past the ledger's end
                 query = query.where(table.c.grant_seq < end)
-            stored = [dict(r) for r in conn.execute(query.order_by(table.c.grant_seq)).mappings()]
+            stored = [tuple(r) for r in conn.execute(query.order_by(table.c.grant_seq))]
             lo, hi = bisect.bisect_left(grant_seqs, start), bisect.bisect_left(grant_seqs, end)
             if end >= result.entries:
                 hi = len(grant_seqs)
-            expected = [consent_index.grant_row(state.grants[s]) for s in grant_seqs[lo:hi]]
-            problem = consent_index.compare(expected, stored)
+            expected = [consent_index.grant_values(state.grants[s]) for s in grant_seqs[lo:hi]]
+            if expected == stored:  # the common case, compared as tuples in COLUMNS order
+                continue
+            problem = consent_index.compare(
+                [dict(zip(consent_index.COLUMNS, r, strict=True)) for r in expected],
+                [dict(zip(consent_index.COLUMNS, r, strict=True)) for r in stored],
+            )
             if problem is not None:
                 break
     if problem is None:

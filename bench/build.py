@@ -77,26 +77,43 @@ def latest_built(size: int) -> Path | None:
     return found[-1] if found else None
 
 
-def build(size: int, *, reuse: bool = True, any_version: bool = False, chunk: int = 20_000) -> Ledger:
+def latest_partial(size: int) -> Path | None:
+    """The most recent interrupted build of ``size`` entries (a database, no ``built.json``)."""
+    found = sorted(
+        (
+            p
+            for p in (OUT / "ledgers").glob(f"{size}-*")
+            if (p / "ledger.db").exists() and not (p / "built.json").exists()
+        ),
+        key=lambda p: (p / "ledger.db").stat().st_mtime,
+    )
+    return found[-1] if found else None
+
+
+def build(size: int, *, reuse: bool = True, any_version: bool = False, chunk: int = 8_000) -> Ledger:
     """A ledger of exactly ``size`` entries (cached by code version when ``reuse``).
 
     With ``any_version`` a cached ledger built by other code is reused too (for measuring the
-    verifier, which checks whatever ledger it is given; the ledger's own code version then differs).
+    verifier, which checks whatever ledger it is given; the ledger's own code version then differs),
+    and an interrupted build of any version is resumed. With ``reuse`` an interrupted build of this
+    code version is resumed where it stopped: the world's entries are a pure function of their index.
     """
     path = OUT / "ledgers" / f"{size}-{code_version()}"
     marker = path / "built.json"
     if reuse and not marker.exists() and any_version:
-        path = latest_built(size) or path
+        path = latest_built(size) or latest_partial(size) or path
         marker = path / "built.json"
     if reuse and marker.exists():
         info = json.loads(marker.read_text())
         _log(f"ledger of {size} entries: reusing {path.relative_to(ROOT)}")
         return Ledger(path, info["entries"], info["blocks"], info["build_seconds"], True)
-    if path.exists():
-        shutil.rmtree(path)
-    for stale in (OUT / "ledgers").glob(f"{size}-*") if (OUT / "ledgers").exists() else []:
-        shutil.rmtree(stale)  # other code versions of this size
-    path.mkdir(parents=True)
+    resume = reuse and (path / "ledger.db").exists()
+    if not resume:
+        if path.exists():
+            shutil.rmtree(path)
+        for stale in (OUT / "ledgers").glob(f"{size}-*") if (OUT / "ledgers").exists() else []:
+            shutil.rmtree(stale)  # other code versions of this size
+        path.mkdir(parents=True)
     os.environ.setdefault("SHULIAN_PASSPHRASE", "shulian-bench")
     t0 = time.perf_counter()
     node = Node(f"sqlite:///{path / 'ledger.db'}", path / "home")
@@ -106,12 +123,20 @@ def build(size: int, *, reuse: bool = True, any_version: bool = False, chunk: in
     pool = SigningPool(world)
     try:
         have = node.reader.size()
-        setup = min(world.setup_size, size - have)
-        _append(seq, pool.sign("setup", 0, setup))
-        have += setup
+        base = _traffic_start(node) if resume else None
+        if base is None:  # a fresh ledger (or one interrupted before its world was registered)
+            if resume and have > 0:
+                raise RuntimeError(f"cannot resume {path}: its world's setup is incomplete; delete it")
+            setup = min(world.setup_size, size - have)
+            _append(seq, pool.sign("setup", 0, setup))
+            have += setup
+            start = 0
+        else:
+            start = have - base
+            _log(f"  resuming {path.relative_to(ROOT)} at {have} entries (traffic entry {start})")
         done, last = 0, time.perf_counter()
         batch: list[bytes] = []
-        for piece in pool.sign_stream("traffic", 0, size - have):
+        for piece in pool.sign_stream("traffic", start, size - have, window=4):
             batch.extend(piece)
             if len(batch) >= chunk:
                 _append(seq, batch)
@@ -136,6 +161,13 @@ def build(size: int, *, reuse: bool = True, any_version: bool = False, chunk: in
     return Ledger(path, entries, blocks, seconds, False)
 
 
+def _traffic_start(node: Node) -> int | None:
+    """The seq of the first traffic entry: after the world's last dataset.register (None: no setup yet)."""
+    with node.store.reader() as conn:
+        last = conn.exec_driver_sql("SELECT max(seq) FROM entries WHERE type = 'dataset.register'").scalar()
+    return None if last is None else int(last) + 1
+
+
 def _append(seq: Sequencer, leaves: list[bytes]) -> None:
     if not leaves:
         return
@@ -146,4 +178,4 @@ def _append(seq: Sequencer, leaves: list[bytes]) -> None:
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    print(build(n, reuse="--fresh" not in sys.argv))
+    print(build(n, reuse="--fresh" not in sys.argv, any_version="--any-version" in sys.argv))
