@@ -4,7 +4,8 @@ A real witness process (`shulian witness serve`) cosigns the checkpoints of a re
 (over a copy of the demo city). The page marks a use verified only when its inclusion proof holds
 against a log-signed checkpoint that the witnesses the server lists (witness_state) cosigned, k of n
 as shown on the page. With the witness stopped, a new use is proved against an uncosigned checkpoint
-and is shown as not verified, saying why; the older uses stay verified against the witnessed one.
+and is shown as not verified, saying why; the older uses stay verified against the witnessed one. The
+citizen's SDK, given the same policy, accepts the first view and refuses the second.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def test_verified_needs_k_of_n_witnesses(
     used = timeline_item(citizen, first)
     used.locator('.badge[data-state="verified"]').wait_for(timeout=30_000)
     assert "1/1 见证方联署" in used.inner_text()
+    # the SDK under the same policy checks the same proofs and cosignatures
+    sdk = ShulianClient(
+        server.url, demo_key(server, CITIZEN, tmp_path), log_key=log_key, witnesses=[wkey], quorum=1, witness_wait=0.3
+    )
+    assert first in [e["seq"] for e in sdk.usage()]
 
     # 2. the witness down: the next use's checkpoint carries no cosignature, so it is not verified
     stop(procs.pop())
@@ -80,3 +86,6 @@ def test_verified_needs_k_of_n_witnesses(
     # the earlier use is still proved against the checkpoint the witness cosigned
     timeline_item(citizen, first).locator('.badge[data-state="verified"]').wait_for(timeout=30_000)
     assert citizen.errors == []
+    with pytest.raises(ClientError, match="not witnessed"):  # the SDK fails closed too
+        sdk.usage()
+    sdk.close()
