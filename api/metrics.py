@@ -123,12 +123,26 @@ def prepare_multiprocess_dir(home: Path) -> Path:
     or the process's own metrics are kept in memory only; worker processes import it afresh.
     """
     root = home / "metrics"
+    for stale in root.glob("serve-*"):  # left by a serve that was killed: its counters are gone with it
+        pid = stale.name.removeprefix("serve-")
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
     path = root / f"serve-{os.getpid()}"
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True, mode=0o700)
     os.environ[MULTIPROC_VARIABLE] = str(path)
     return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def remove_multiprocess_dir(path: Path) -> None:

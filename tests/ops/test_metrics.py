@@ -3,9 +3,16 @@ witness lag and `shulian verify`'s progress."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from api.metrics import MULTIPROC_VARIABLE, prepare_multiprocess_dir
 from tests.api.conftest import run_cli
 from tests.ops.conftest import PASSPHRASE, Live
 from tests.ops.world import build_city
@@ -89,3 +96,22 @@ def test_witness_lag_and_verify_progress(live: Live, tmp_path) -> None:  # type:
     assert value(samples, "shulian_verify_entries_checked", source="database") == checked
     assert value(samples, "shulian_verify_entries_total", source="database") == checked
     assert value(samples, "shulian_verify_finished_timestamp_seconds", source="database") > 0
+
+
+def test_multiprocess_dir_per_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each serve run gets a fresh directory; those of serve processes no longer alive are removed."""
+    monkeypatch.setenv(MULTIPROC_VARIABLE, "")  # prepare_multiprocess_dir sets it: restored afterwards
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / "metrics" / f"serve-{dead.pid}"
+    running = tmp_path / "metrics" / f"serve-{os.getppid()}"  # a live process's run is left alone
+    for d in (stale, running):
+        d.mkdir(parents=True)
+        (d / "counter_1.db").write_bytes(b"x")
+    mine = tmp_path / "metrics" / f"serve-{os.getpid()}"
+    mine.mkdir()
+    (mine / "counter_old.db").write_bytes(b"x")
+    path = prepare_multiprocess_dir(tmp_path)
+    assert path == mine and os.environ[MULTIPROC_VARIABLE] == str(mine)
+    assert list(mine.iterdir()) == []  # fresh: nothing counted by an earlier run with this pid
+    assert not stale.exists() and (running / "counter_1.db").exists()
