@@ -90,7 +90,7 @@ def latest_partial(size: int) -> Path | None:
     return found[-1] if found else None
 
 
-def build(size: int, *, reuse: bool = True, any_version: bool = False, chunk: int = 8_000) -> Ledger:
+def build(size: int, *, reuse: bool = True, any_version: bool = False, chunk: int = 4_000) -> Ledger:
     """A ledger of exactly ``size`` entries (cached by code version when ``reuse``).
 
     With ``any_version`` a cached ledger built by other code is reused too (for measuring the
@@ -136,7 +136,7 @@ def build(size: int, *, reuse: bool = True, any_version: bool = False, chunk: in
             _log(f"  resuming {path.relative_to(ROOT)} at {have} entries (traffic entry {start})")
         done, last = 0, time.perf_counter()
         batch: list[bytes] = []
-        for piece in pool.sign_stream("traffic", start, size - have, window=4):
+        for piece in pool.sign_stream("traffic", start, size - have, piece=1000, window=4):
             batch.extend(piece)
             if len(batch) >= chunk:
                 _append(seq, batch)

@@ -438,3 +438,44 @@ def test_export_with_unknown_fields_verifies(export: Path) -> None:
         value["note"] = "readers ignore fields they do not know"
         out.append(json.dumps(value, ensure_ascii=False).encode() + b"\n")
     assert verify_export(write_lines(export, out), progress=False).ok
+
+
+def test_consent_rule_fault_found_in_a_worker_chunk_with_the_compact_state(sqlite_node: Node) -> None:
+    """Workers checking every chunk (threshold 0) and the packed consent replay name the same seq."""
+    leaves = [(seq, parse_envelope(leaf_at(sqlite_node, seq))) for seq in range(40, 120)]
+    seq, env = [(s, e) for s, e in leaves if e.type == "record.commit" and e.body["dataset"] != "d1.people"][-1]
+    intruder = seeded_key("dept1", "department", 4)
+    forged = sign_envelope(intruder.signing, "record.commit", dict(env.body), ts=env.ts)
+    tamper(sqlite_node, ("UPDATE entries SET leaf = ? WHERE seq = ?", (forged, seq)))
+    result = verify_database(sqlite_node.store, progress=False, workers=2, threshold=0)
+    assert result.message == f"seq {seq}: only the owner of {env.body['dataset']} commits its records"
+    assert result.seq == seq and result.entries == seq
+
+
+def test_compact_and_full_consent_replays_give_the_same_verdicts(
+    sqlite_node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``verify_database`` with the full ``ConsentState`` and with the compact one, good and tampered."""
+    from audit import sources
+    from consent.compact import CompactConsentState
+    from consent.state import ConsentState
+
+    assert isinstance(sources.default_machines()[0], CompactConsentState)
+    compact = verify_database(sqlite_node.store, progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(sources, "default_machines", lambda: [ConsentState()])
+        full = verify_database(sqlite_node.store, progress=False)
+    assert compact == full and compact.ok
+    conn = sqlite3.connect(db_path(sqlite_node))
+    try:
+        grant_seq = conn.execute("SELECT max(grant_seq) FROM consent_index").fetchone()[0]
+        conn.execute("UPDATE consent_index SET valid_until = valid_from WHERE grant_seq = ?", (grant_seq,))
+        conn.commit()
+    finally:
+        conn.close()
+    compact = verify_database(sqlite_node.store, progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(sources, "default_machines", lambda: [ConsentState()])
+        full = verify_database(sqlite_node.store, progress=False)
+    assert compact == full and not compact.ok
+    assert compact.message == f"seq {grant_seq}: consent index differs from the ledger in valid_until"
