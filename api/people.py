@@ -68,12 +68,23 @@ def signing_key(args: argparse.Namespace) -> StoredKey:
 
 
 def open_client(args: argparse.Namespace) -> ShulianClient:
-    """The SDK client for ``args.url``, signing with the chosen key, its checkpoint kept between runs."""
+    """The SDK client for ``args.url``, signing with the chosen key, its checkpoint kept between runs, and
+    the k-of-n witness policy of ``--witness``/``--quorum`` (or SHULIAN_WITNESSES, space-separated keys)."""
     from api.client import ShulianClient
     from keys.keystore import home
+    from ledger.errors import LedgerError
 
     key = signing_key(args)
-    return ShulianClient(args.url, key, state_path=home() / f"client-{key.key_id}.json")
+    witnesses = getattr(args, "witness", None) or os.environ.get("SHULIAN_WITNESSES", "").split()
+    quorum = getattr(args, "quorum", None)
+    if quorum is not None and not witnesses:
+        raise UsageError("--quorum needs at least one --witness VKEY (or SHULIAN_WITNESSES)")
+    try:
+        return ShulianClient(
+            args.url, key, state_path=home() / f"client-{key.key_id}.json", witnesses=witnesses, quorum=quorum
+        )
+    except LedgerError as exc:  # a malformed witness key or an impossible quorum
+        raise UsageError(f"witness policy: {exc}") from exc
 
 
 def _server_call(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -479,6 +490,13 @@ def _common() -> argparse.ArgumentParser:
     )
     p.add_argument("--key", metavar="NAME", help="the key's name when the keystore holds several")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--witness",
+        action="append",
+        metavar="VKEY",
+        help="accept only checkpoints cosigned by this witness (repeatable; default: SHULIAN_WITNESSES)",
+    )
+    p.add_argument("--quorum", type=_positive, metavar="K", help="cosignatures required (default: every witness)")
     return p
 
 

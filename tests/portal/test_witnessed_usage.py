@@ -5,7 +5,8 @@ A real witness process (`shulian witness serve`) cosigns the checkpoints of a re
 against a log-signed checkpoint that the witnesses the server lists (witness_state) cosigned, k of n
 as shown on the page. With the witness stopped, a new use is proved against an uncosigned checkpoint
 and is shown as not verified, saying why; the older uses stay verified against the witnessed one. The
-citizen's SDK, given the same policy, accepts the first view and refuses the second.
+citizen's SDK and `shulian usage --witness`, given the same policy, accept the first view and refuse the
+second.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def test_verified_needs_k_of_n_witnesses(
         server.url, demo_key(server, CITIZEN, tmp_path), log_key=log_key, witnesses=[wkey], quorum=1, witness_wait=0.3
     )
     assert first in [e["seq"] for e in sdk.usage()]
+    cli_env = dict(server.env, SHULIAN_HOME=str(tmp_path / "cli"))
+    demo = ["--keystore", str(server.home / "keys" / "demo.json"), "--key", CITIZEN, "--url", server.url]
+    shown = run_cli(cli_env, "usage", *demo, "--witness", wkey, "--quorum", "1").stdout
+    assert f"seq {first} " in shown and "inclusion proof verified" in shown
+    impossible = run_cli(cli_env, "usage", *demo, "--witness", wkey, "--quorum", "2", check=False)
+    assert impossible.returncode == 2 and "quorum 2" in impossible.stderr
 
     # 2. the witness down: the next use's checkpoint carries no cosignature, so it is not verified
     stop(procs.pop())
@@ -88,4 +95,6 @@ def test_verified_needs_k_of_n_witnesses(
     assert citizen.errors == []
     with pytest.raises(ClientError, match="not witnessed"):  # the SDK fails closed too
         sdk.usage()
+    refused = run_cli(cli_env, "usage", *demo, "--witness", wkey, check=False)
+    assert refused.returncode == 1 and "not witnessed" in refused.stderr and refused.stderr.count("\n") == 1
     sdk.close()
