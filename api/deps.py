@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from api.node import Node
 
 
-def get_node(request: Request) -> Node:
+async def get_node(request: Request) -> Node:
+    """The app's node (async: FastAPI runs a plain ``def`` dependency in the thread pool, a hop per request)."""
     node: Node = request.app.state.node
     return node
 

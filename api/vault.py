@@ -12,9 +12,14 @@ from sqlalchemy.engine import Connection
 
 from api import tables
 from keys import dek
+from keys.errors import KeystoreError
 from keys.keystore import load_secret, save_secret
 from ledger.canonical import canonical_bytes
 from ledger.errors import NotFoundError
+
+# One record version's row, at the driver level (no statement building per read).
+_READ = f"SELECT commit_seq, sealed FROM {tables.vault_records.name} WHERE dataset = ? AND record = ? AND version = ?"  # noqa: S608
+_READ_SQLITE, _READ_PG = _READ, _READ.replace("?", "%s")
 
 # Record versions kept opened in memory (the oldest dropped first): enough for a city's busy records.
 OPENED_CACHE = 20_000
@@ -41,7 +46,9 @@ class Vault:
         return self._master
 
     def _dek(self, conn: Connection, dataset: str, *, create: bool) -> bytes:
-        if dataset in self._deks:
+        """The dataset's key. Storing one always reads the table (a key remembered from a transaction
+        that rolled back must not be taken as stored); reading may answer from memory."""
+        if not create and dataset in self._deks:
             return self._deks[dataset]
         t = tables.vault_keys
         row = conn.execute(select(t.c.wrapped).where(t.c.dataset == dataset)).first()
@@ -104,14 +111,15 @@ class Vault:
     def _read(
         self, conn: Connection, *, dataset: str, record: str, version: int
     ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-        t = tables.vault_records
-        row = conn.execute(
-            select(t.c.commit_seq, t.c.sealed).where(
-                t.c.dataset == dataset, t.c.record == record, t.c.version == version
-            )
-        ).first()
+        sql = _READ_SQLITE if conn.dialect.name == "sqlite" else _READ_PG
+        row = conn.exec_driver_sql(sql, (dataset, record, version)).first()
         if row is None:
             raise NotFoundError(f"record {dataset}/{record} v{version} is not in the vault")
-        key = self._dek(conn, dataset, create=False)
-        doc = json.loads(dek.open_sealed(key, bytes(row[1]), self._aad(dataset, record, version, row[0])))
+        aad = self._aad(dataset, record, version, row[0])
+        try:
+            plain = dek.open_sealed(self._dek(conn, dataset, create=False), bytes(row[1]), aad)
+        except KeystoreError:  # a key remembered from a transaction that rolled back: read the stored one
+            self._deks.pop(dataset, None)
+            plain = dek.open_sealed(self._dek(conn, dataset, create=False), bytes(row[1]), aad)
+        doc = json.loads(plain)
         return doc["values"], doc["salts"]
