@@ -7,9 +7,11 @@ ledger differently:
 
 - records: an open-addressing table keyed by a 128-bit BLAKE2b digest of (dataset, record) (a collision
   would take ~2**64 work, the strength of the key ids), holding each record's latest commit seq, version
-  and subject; every commit's seq and record, for the objection rules, in two sorted arrays;
-- grants: parallel arrays in seq order (subject, grantee, principal, scope and purpose interned as small
-  ints, validity as epoch microseconds, uses, revocation), each subject's grants as an array of positions.
+  and subject; for the objection rules, the earlier commits of records that have several, and one bit
+  per seq saying whether it is a record.commit;
+- grants: parallel arrays in seq order (subject, grantee, scope and purpose interned as small ints,
+  validity as epoch microseconds, the use limit), uses and revocations only where there are some, each
+  subject's grants as an array of positions.
 
 A grant read back (``grants``, ``grants_for``) is a real ``GrantState`` rebuilt exactly from those values,
 so ``decide`` and the consent index comparison see what ``ConsentState`` would give. Records are read back
@@ -145,14 +147,14 @@ class PackedGrants(Mapping[int, GrantState]):
         self.seqs = array("q")
         self.subject = array("i")
         self.grantee = array("i")  # the body's grantee key id
-        self.principal = array("i")  # the grantee's principal
+        self.principal_of: dict[int, int] = {}  # grantee key id → its principal (fixed once registered)
         self.scope = array("i")
         self.purpose = array("i")
         self.valid_from = array("q")
         self.valid_until = array("q")
         self.max_uses = array("i")
-        self.uses = array("i")
-        self.revoked = array("q")
+        self.uses: dict[int, int] = {}  # by position, where not 0 (few grants are used or revoked)
+        self.revoked: dict[int, int] = {}  # by position: the revoking seq
         self.subjects = Interner()
         self.key_ids = Interner()
         self.purposes = Interner()
@@ -166,8 +168,9 @@ class PackedGrants(Mapping[int, GrantState]):
         subject = self.subjects.id(g.subject)
         self.seqs.append(seq)
         self.subject.append(subject)
-        self.grantee.append(self.key_ids.id(g.grantee))
-        self.principal.append(self.key_ids.id(principal))
+        grantee = self.key_ids.id(g.grantee)
+        self.grantee.append(grantee)
+        self.principal_of[grantee] = self.key_ids.id(principal)
         key = tuple(g.scope.items())
         scope = self.scopes.find(key)
         if scope is None:
@@ -177,8 +180,6 @@ class PackedGrants(Mapping[int, GrantState]):
         self.valid_from.append(micros(g.valid_from))
         self.valid_until.append(micros(g.valid_until))
         self.max_uses.append(_NONE if g.max_uses is None else g.max_uses)
-        self.uses.append(0)
-        self.revoked.append(_NONE)
         mine = self.of_subject.get(subject)
         if mine is None:
             mine = self.of_subject[subject] = array("i")
@@ -191,10 +192,10 @@ class PackedGrants(Mapping[int, GrantState]):
     def state(self, pos: int) -> GrantState:
         """The ``GrantState`` at position ``pos``, rebuilt."""
         max_uses = self.max_uses[pos]
-        revoked = self.revoked[pos]
+        grantee = self.grantee[pos]
         grant = ConsentGrant(
             subject=self.subjects.values[self.subject[pos]],
-            grantee=self.key_ids.values[self.grantee[pos]],
+            grantee=self.key_ids.values[grantee],
             scope=dict(self.scopes.values[self.scope[pos]]),
             purpose=self.purposes.values[self.purpose[pos]],
             valid_from=from_micros(self.valid_from[pos]),
@@ -204,9 +205,9 @@ class PackedGrants(Mapping[int, GrantState]):
         return GrantState(
             self.seqs[pos],
             grant,
-            self.key_ids.values[self.principal[pos]],
-            self.uses[pos],
-            None if revoked == _NONE else revoked,
+            self.key_ids.values[self.principal_of[grantee]],
+            self.uses.get(pos, 0),
+            self.revoked.get(pos),
         )
 
     def get_position(self, seq: int) -> int:
@@ -232,10 +233,10 @@ class PackedGrants(Mapping[int, GrantState]):
         sid, pid = self.subjects.find(subject), self.key_ids.find(principal)
         if sid is None or pid is None:
             return []
-        scopes = self.scopes.values
+        scopes, principal_of = self.scopes.values, self.principal_of
         out = []
         for pos in self.of_subject.get(sid, ()):
-            if self.principal[pos] == pid and any(name == dataset for name, _ in scopes[self.scope[pos]]):
+            if principal_of[self.grantee[pos]] == pid and any(name == dataset for name, _ in scopes[self.scope[pos]]):
                 out.append(self.state(pos))
         return out
 
@@ -251,8 +252,8 @@ class CompactConsentState(ConsentState):
         self._record_seq = array("q")
         self._record_version = array("i")
         self._record_subject = array("i")
-        self._commit_seqs = array("q")
-        self._commit_record = array("i")
+        self._earlier: dict[int, list[int]] = {}  # by record position: its commits before the latest
+        self._commit_bits = bytearray()  # bit ``seq`` set: the entry at ``seq`` is a record.commit
 
     # storage the rules read and change
     def _record(self, dataset: str, record: str) -> RecordHead | None:
@@ -267,13 +268,15 @@ class CompactConsentState(ConsentState):
         return None if pos is None else self.packed_grants.state(pos)
 
     def _is_commit_of(self, seq: int, dataset: str, record: str) -> bool | None:
-        i = bisect.bisect_left(self._commit_seqs, seq)
-        if i == len(self._commit_seqs) or self._commit_seqs[i] != seq:
+        byte = seq >> 3
+        if seq < 0 or byte >= len(self._commit_bits) or not self._commit_bits[byte] >> (seq & 7) & 1:
             return None
-        return self._commit_record[i] == self._record_table.get(record_digest(dataset, record))
+        pos = self._record_table.get(record_digest(dataset, record))
+        return pos is not None and (self._record_seq[pos] == seq or seq in self._earlier.get(pos, ()))
 
     def _use_grant(self, seq: int) -> None:
-        self.packed_grants.uses[self.packed_grants.get_position(seq)] += 1
+        uses, pos = self.packed_grants.uses, self.packed_grants.get_position(seq)
+        uses[pos] = uses.get(pos, 0) + 1
 
     def _revoke_grant(self, seq: int, revoked_seq: int) -> None:
         self.packed_grants.revoked[self.packed_grants.get_position(seq)] = revoked_seq
@@ -287,10 +290,13 @@ class CompactConsentState(ConsentState):
             self._record_version.append(rc.version)
             self._record_subject.append(self.packed_grants.subjects.id(rc.subject))
         else:
+            self._earlier.setdefault(pos, []).append(self._record_seq[pos])
             self._record_seq[pos] = seq
             self._record_version[pos] = rc.version
-        self._commit_seqs.append(seq)
-        self._commit_record.append(pos)
+        bits = self._commit_bits
+        if len(bits) <= seq >> 3:
+            bits.extend(bytes((seq >> 3) + 1 - len(bits)))
+        bits[seq >> 3] |= 1 << (seq & 7)
 
     def _apply_grant(self, seq: int, env: Envelope, g: ConsentGrant, registry: KeyRegistry) -> None:
         self.packed_grants.add(seq, g, self.principal_of(registry, g.grantee))
@@ -307,7 +313,8 @@ class CompactConsentState(ConsentState):
     def grants_of_grantee(self, grantee: str) -> list[int]:
         pid = self.packed_grants.key_ids.find(grantee)
         g = self.packed_grants
-        return [] if pid is None else [s for s, p in zip(g.seqs, g.principal, strict=True) if p == pid]
+        mine = {kid for kid, principal in g.principal_of.items() if principal == pid}
+        return [] if pid is None else [s for s, kid in zip(g.seqs, g.grantee, strict=True) if kid in mine]
 
     def records_of_subject(self, subject: str) -> list[RecordState]:
         raise NotImplementedError("a compact consent state keeps no record histories (use ConsentState)")

@@ -59,6 +59,9 @@ class Shadowed(ConsentState):
             assert (head.subject, head.seq, head.version) == (rec.subject, rec.seq, rec.version)
             for s in rec.seqs:
                 assert shadow._is_commit_of(s, dataset, record) is True
+            for other in self.records.values():
+                if other is not rec:
+                    assert all(shadow._is_commit_of(s, dataset, record) is False for s in other.seqs)
         assert shadow._record("gaj.hukou", "no-such-record") is None
         assert shadow._is_commit_of(10**9, "gaj.hukou", "h-0001") is None
         for subject in {g.grant.subject for g in self.grants.values()}:
