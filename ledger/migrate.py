@@ -9,6 +9,7 @@ engines, so a failed migration leaves the database at the revision it had.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +18,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import MetaData
@@ -26,6 +27,9 @@ from sqlalchemy.schema import MetaData
 from ledger.errors import LedgerError
 
 SCRIPTS = Path(__file__).with_name("migrations")
+VERSION_TABLE = "alembic_version"
+# alembic announces each autogenerate plugin at INFO when imported: noise in a server's logs
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 MIGRATION_LOCK_ID = 0x5348554C4D4947  # "SHULMIG": apart from the writer lock
 
 
@@ -63,8 +67,11 @@ def head() -> str:
 def current(engine: Engine) -> str | None:
     """The revision the database is at (None for an empty database)."""
     try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        with engine.connect() as conn:  # read directly: alembic's MigrationContext logs at INFO each time
+            if not inspect(conn).has_table(VERSION_TABLE):
+                return None
+            rev = conn.exec_driver_sql(f"SELECT version_num FROM {VERSION_TABLE}").scalar()  # noqa: S608
+            return None if rev is None else str(rev)
     except SQLAlchemyError as exc:
         raise MigrationError(f"cannot read the schema revision: {_reason(exc)}") from exc
 
