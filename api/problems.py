@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.dbfaults import database_fault
+from api.logs import current_request_id
 from keys.errors import KeystoreError
 from ledger.errors import LedgerError
 from ledger.store import StorageError
@@ -23,8 +24,10 @@ PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("shulian.api")
 
 
-def problem(status: int, detail: str, *, title: str | None = None, **extra: Any) -> JSONResponse:
-    """A problem+json response with ``type`` about:blank and the status's title."""
+def problem(
+    status: int, detail: str, *, title: str | None = None, retry_after: int | None = None, **extra: Any
+) -> JSONResponse:
+    """A problem+json response with ``type`` about:blank, the status's title and the request's id."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
@@ -32,7 +35,12 @@ def problem(status: int, detail: str, *, title: str | None = None, **extra: Any)
         "detail": detail,
     }
     body.update(extra)
-    headers = {"Retry-After": "1"} if status == 503 else None
+    request_id = current_request_id()
+    if request_id is not None:
+        body["request_id"] = request_id  # RFC 9457 extension member: the X-Request-ID of the request
+    if retry_after is None and status == 503:
+        retry_after = 1
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -47,6 +55,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                     "title": {"type": "string"},
                     "status": {"type": "integer"},
                     "detail": {"type": "string"},
+                    "request_id": {"type": "string"},
                 },
                 "required": ["type", "title", "status", "detail"],
             },
@@ -63,7 +72,9 @@ def install(app: FastAPI) -> None:
     async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
         if isinstance(exc, StorageError):
             return _database_problem(exc)
-        return problem(exc.status, str(exc), title=getattr(exc, "title", None))
+        return problem(
+            exc.status, str(exc), title=getattr(exc, "title", None), retry_after=getattr(exc, "retry_after", None)
+        )
 
     @app.exception_handler(KeystoreError)
     async def _keystore(_: Request, exc: KeystoreError) -> JSONResponse:
