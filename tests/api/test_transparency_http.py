@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from datetime import timedelta
 
 import httpx
@@ -39,8 +38,8 @@ def checkpoint(server: Server) -> tuple[str, int, bytes]:
 
 
 def admin(server: Server) -> nacl.signing.SigningKey:
-    os.environ["SHULIAN_PASSPHRASE"] = server.env["SHULIAN_PASSPHRASE"]
-    return load_key(server.home / "keys" / "admin.json", "admin").signing
+    secret = server.env["SHULIAN_PASSPHRASE"].encode()  # explicit: never leak into this process's environment
+    return load_key(server.home / "keys" / "admin.json", "admin", secret).signing
 
 
 def assert_problem(r: httpx.Response, status: int) -> dict[str, object]:
@@ -141,7 +140,8 @@ def test_bad_appends_are_refused_and_change_nothing(server: Server) -> None:
     # wrong type
     assert_problem(_post(server, sign_envelope(adm, "identity.explode", {})), 422)
     # a department may not register keys
-    dept = load_key(server.home / "keys" / "demo.json", "dept-gaj").signing
+    secret = server.env["SHULIAN_PASSPHRASE"].encode()
+    dept = load_key(server.home / "keys" / "demo.json", "dept-gaj", secret).signing
     assert_problem(_post(server, sign_envelope(dept, "identity.register", identity_body(k, "department", "z"))), 403)
     # not JSON, empty, too large
     assert_problem(_post(server, b"{"), 422)

@@ -21,6 +21,13 @@ def refused(env: dict[str, str]) -> str:
     return lines[0]
 
 
+@pytest.fixture(autouse=True)
+def _no_ambient_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment wins over constructor values: the rules are tested without this process's SHULIAN_*."""
+    for name in [n for n in os.environ if n.startswith("SHULIAN_")]:
+        monkeypatch.delenv(name)
+
+
 def test_serve_refuses_default_secrets(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     env.pop("SHULIAN_ENV", None)
