@@ -19,11 +19,9 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
-import contextlib
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,8 @@ from tqdm import tqdm
 
 from api import index as consent_index
 from api import tables
-from audit.errors import AuditError, ExportError
+from audit.errors import AuditError
+from audit.export import atomic_file, json_line
 from audit.sources import _export_blocks, _export_entries, read_export_header, verify_export
 from consent.state import ConsentState
 from keys.registry import KeyRegistry
@@ -71,10 +70,6 @@ class ImportSummary:
 # -- the vault file -----------------------------------------------------------------------------
 
 
-def _line(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-
-
 def write_vault(store: Store, path: str | os.PathLike[str], *, below: int | None = None) -> int:
     """Write the records vault to ``path`` (atomically, mode 0600): the dataset keys (still wrapped by
     the master key) and each sealed record version whose commit seq is below ``below`` (default: all).
@@ -84,34 +79,20 @@ def write_vault(store: Store, path: str | os.PathLike[str], *, below: int | None
         meta = Store.meta(conn)
     if "origin" not in meta:
         raise AuditError("the ledger is not initialised: its meta table has no origin or log key")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ExportError(f"cannot write the vault file {path}: {exc.strerror or exc}") from exc
     count = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(_line({"format": VAULT_FORMAT, "origin": meta["origin"], "log_key": meta["log_key"]}))
-            k, r = tables.vault_keys, tables.vault_records
-            with store.reader() as conn:
-                for dataset, wrapped in conn.execute(select(k.c.dataset, k.c.wrapped).order_by(k.c.dataset)):
-                    out.write(_line({"key": dataset, "wrapped": base64.b64encode(wrapped).decode()}))
-                query = select(*(r.c[c] for c in _VAULT_RECORD_COLUMNS)).order_by(r.c.commit_seq)
-                if below is not None:
-                    query = query.where(r.c.commit_seq < below)
-                for dataset, record, version, seq, sealed in conn.execute(query):
-                    row = {"dataset": dataset, "record": record, "version": version, "commit_seq": seq}
-                    out.write(_line({**row, "sealed": base64.b64encode(sealed).decode()}))
-                    count += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ExportError(f"cannot write the vault file {path}: {exc.strerror or exc}") from exc
-        raise
+    with atomic_file(path, "the vault file") as out:
+        out.write(json_line({"format": VAULT_FORMAT, "origin": meta["origin"], "log_key": meta["log_key"]}))
+        k, r = tables.vault_keys, tables.vault_records
+        with store.reader() as conn:
+            for dataset, wrapped in conn.execute(select(k.c.dataset, k.c.wrapped).order_by(k.c.dataset)):
+                out.write(json_line({"key": dataset, "wrapped": base64.b64encode(wrapped).decode()}))
+            query = select(*(r.c[c] for c in _VAULT_RECORD_COLUMNS)).order_by(r.c.commit_seq)
+            if below is not None:
+                query = query.where(r.c.commit_seq < below)
+            for dataset, record, version, seq, sealed in conn.execute(query):
+                row = {"dataset": dataset, "record": record, "version": version, "commit_seq": seq}
+                out.write(json_line({**row, "sealed": base64.b64encode(sealed).decode()}))
+                count += 1
     return count
 
 

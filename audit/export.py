@@ -13,8 +13,11 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from tqdm import tqdm
 
@@ -33,8 +36,32 @@ class ExportSummary:
     blocks: int
 
 
-def _json_line(value: object) -> bytes:
+def json_line(value: object) -> bytes:
+    """One JSON Lines record (UTF-8, compact)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+@contextmanager
+def atomic_file(path: Path, what: str, buffering: int = -1) -> Iterator[BinaryIO]:
+    """``path`` written atomically: a temporary file beside it (mode 0600), fsync, ``os.replace``, the
+    directory synced; removed on any failure. An ``OSError`` becomes ``ExportError`` naming ``what``."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ExportError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb", buffering=buffering) as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise ExportError(f"cannot write {what} {path}: {exc.strerror or exc}") from exc
+        raise
+    _fsync_dir(path.parent)
 
 
 def write_export(store: Store, path: str | os.PathLike[str], progress: bool = True) -> ExportSummary:
@@ -46,50 +73,35 @@ def write_export(store: Store, path: str | os.PathLike[str], progress: bool = Tr
     meta, entry_count, block_count = snapshot(store)
     if "origin" not in meta or "log_key" not in meta:
         raise AuditError("the ledger is not initialised: its meta table has no origin or log key")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ExportError(f"cannot write the export {path}: {exc.strerror or exc}") from exc
     blocks = 0
-    try:
-        with (
-            os.fdopen(fd, "wb", buffering=_BUFFER) as out,
-            tqdm(
-                total=entry_count,
-                unit=" entries",
-                desc="export",
-                file=sys.stderr,
-                disable=not progress,
-                mininterval=0.5,
-            ) as bar,
-        ):
-            out.write(_json_line({"format": EXPORT_FORMAT, "origin": meta["origin"], "log_key": meta["log_key"]}))
-            pending = 0
-            for seq, leaf in store.iter_entries(0, entry_count):
-                out.write(b'{"seq":%d,"leaf":"%s"}\n' % (seq, base64.b64encode(leaf)))
-                pending += 1
-                if pending == 4096:
-                    bar.update(pending)
-                    pending = 0
-            bar.update(pending)
-            witnesses = list_witnesses(store)  # each holds the one checkpoint it last cosigned
-            for height, header, checkpoint in store.iter_blocks():
-                if height >= block_count:
-                    break
-                if witnesses:
-                    checkpoint = attach_cosignatures(witnesses, int(header["tree_size"]), checkpoint)
-                out.write(_json_line({"block": height, "header": header, "checkpoint": checkpoint}))
-                blocks += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ExportError(f"cannot write the export {path}: {exc.strerror or exc}") from exc
-        raise
-    _fsync_dir(path.parent)
+    with (
+        atomic_file(path, "the export", buffering=_BUFFER) as out,
+        tqdm(
+            total=entry_count,
+            unit=" entries",
+            desc="export",
+            file=sys.stderr,
+            disable=not progress,
+            mininterval=0.5,
+        ) as bar,
+    ):
+        out.write(json_line({"format": EXPORT_FORMAT, "origin": meta["origin"], "log_key": meta["log_key"]}))
+        pending = 0
+        for seq, leaf in store.iter_entries(0, entry_count):
+            out.write(b'{"seq":%d,"leaf":"%s"}\n' % (seq, base64.b64encode(leaf)))
+            pending += 1
+            if pending == 4096:
+                bar.update(pending)
+                pending = 0
+        bar.update(pending)
+        witnesses = list_witnesses(store)  # each holds the one checkpoint it last cosigned
+        for height, header, checkpoint in store.iter_blocks():
+            if height >= block_count:
+                break
+            if witnesses:
+                checkpoint = attach_cosignatures(witnesses, int(header["tree_size"]), checkpoint)
+            out.write(json_line({"block": height, "header": header, "checkpoint": checkpoint}))
+            blocks += 1
     return ExportSummary(path, entry_count, blocks)
 
 
