@@ -103,7 +103,10 @@ def _key_valid(event: Event, key_id: str) -> bool:
 
 
 def _decision(event: Event) -> tuple[str, str, str, str, list[int]] | None:
-    """(requester principal, dataset, subject, outcome, basis) of an ``access.decision``; None if malformed."""
+    """(requester principal, dataset, subject, outcome, basis) of an ``access.decision``; None for any other
+    entry or a malformed one."""
+    if event.env.type != "access.decision":
+        return None
     body = event.env.body
     requester, dataset, subject, outcome = (body.get(k) for k in ("requester", "dataset", "subject", "outcome"))
     basis = body.get("basis")
@@ -187,8 +190,6 @@ class DenialBurst(Rule):
         self._recent: dict[str, deque[tuple[datetime, int, bool]]] = {}
 
     def observe(self, event: Event) -> Iterator[Alert]:
-        if event.env.type != "access.decision":
-            return
         found = _decision(event)
         if found is None:
             return
@@ -231,8 +232,6 @@ class AttemptAfterRevocation(Rule):
             target = _int(body.get("agreement" if kind == "agreement.revoke" else "grant"))
             if target is not None:
                 self._revoked.setdefault(target, (event.seq, event.at))
-            return
-        if kind != "access.decision":
             return
         found = _decision(event)
         if found is None:
@@ -288,8 +287,6 @@ class VolumeSpike(Rule):
         self._series: dict[tuple[str, str], _Series] = {}
 
     def observe(self, event: Event) -> Iterator[Alert]:
-        if event.env.type != "access.decision":
-            return
         found = _decision(event)
         if found is None:
             return
@@ -363,8 +360,6 @@ class CoreAccessOffHours(Rule):
         return local.weekday() not in self.weekdays or not self.start <= local.time() < self.end
 
     def observe(self, event: Event) -> Iterator[Alert]:
-        if event.env.type != "access.decision":
-            return
         found = _decision(event)
         if found is None or found[3] != ALLOW:
             return
