@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +126,15 @@ def node(ledger_url: str, shulian_home: Path) -> Iterator[Node]:
         yield n
     finally:
         n.close()
+
+
+@pytest.fixture()
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes a test starts (witnesses, servers, monitors); those still running at its end are stopped."""
+    from tests.witness.test_processes import stop
+
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            stop(p)

@@ -10,7 +10,6 @@ naming the corrected version and rejects the other with reasons, and they show a
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,6 @@ from tests.portal.test_e2e import CITIZEN, DATASET, RECORD, demo_key
 from tests.witness.test_processes import stop
 
 FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
-
-
-@pytest.fixture()
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            stop(p)
 
 
 def objection(page: Any, seq: int) -> Any:

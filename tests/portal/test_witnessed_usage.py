@@ -12,7 +12,6 @@ second.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,6 @@ from tests.portal.test_e2e import CITIZEN, DATASET, DEPARTMENT, RECORD, demo_key
 from tests.witness.test_processes import start, stop, wait_cosigned
 
 WITNESS = "audit.example.gov.cn/portal-witness"
-
-
-@pytest.fixture()
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            stop(p)
 
 
 def denied_use(department: ShulianClient) -> int:

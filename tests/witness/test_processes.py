@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -99,15 +98,6 @@ def wait_cosigned(url: str, vkey: str, size: int | None = None, timeout: float =
         if time.monotonic() > deadline:
             raise AssertionError(f"no cosignature by {name} within {timeout}s: {note}")
         time.sleep(0.1)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            stop(p)
 
 
 def test_witness_log_fork_monitor_and_quorum(tmp_path: Path, procs: list[subprocess.Popen[bytes]]) -> None:

@@ -10,7 +10,6 @@ witness warning.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,15 +25,6 @@ from tests.api.conftest import free_port, run_cli, start_serve
 from tests.support import register_body, stored_key
 from tests.witness.test_cosignature import spec_verify
 from tests.witness.test_processes import ORIGIN, env_for, size_of, start, stop, wait_cosigned
-
-
-@pytest.fixture()
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            stop(p)
 
 
 @pytest.mark.slow  # six processes (a 2-worker server among them): ~20 s on an idle 2-core machine
