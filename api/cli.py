@@ -92,6 +92,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     try:
         if args.workers == 1:
+            from api.asgi import tune_interpreter
+
+            tune_interpreter()
             uvicorn.run(create_app(node, settings), **options)
             return 0
         node.close()

@@ -21,6 +21,7 @@ from consent import validate as v
 from consent.catalogue import Dataset
 from consent.commitment import DisclosureItem, Value, verify_disclosure
 from consent.errors import InvalidBody, ReleaseError
+from ledger import sodium
 from ledger.canonical import canonical_bytes, parse_canonical
 from ledger.errors import LedgerError
 from ledger.tree import HASH_SIZE
@@ -54,11 +55,12 @@ def build_release(
 
 def seal(payload: Mapping[str, Any], x25519_public: bytes) -> bytes:
     """Seal the payload's canonical bytes to the requester's X25519 public key (anonymous sender)."""
+    if not isinstance(x25519_public, bytes) or len(x25519_public) != sodium.X25519_BYTES:
+        raise ReleaseError("not an X25519 public key")
     try:
-        box = nacl.public.SealedBox(nacl.public.PublicKey(x25519_public))
-    except (nacl.exceptions.CryptoError, TypeError, ValueError) as exc:
-        raise ReleaseError("not an X25519 public key") from exc
-    return bytes(box.encrypt(canonical_bytes(dict(payload))))
+        return sodium.seal(canonical_bytes(dict(payload)), x25519_public)
+    except (nacl.exceptions.CryptoError, ValueError) as exc:  # e.g. a low-order point
+        raise ReleaseError("cannot seal to this X25519 public key") from exc
 
 
 def open_release(sealed: bytes, x25519_private: bytes | nacl.public.PrivateKey) -> dict[str, Any]:

@@ -258,12 +258,13 @@ class Sequencer:
         return self._registry.public_key(kid)
 
     # -- internals ------------------------------------------------------------------------------
-    def _prepare(self, leaf: bytes) -> _Pending:
+    def _prepare(self, leaf: bytes, *, in_writer: bool = False) -> _Pending:
         env = parse_envelope(leaf)
         pub = self._registry.public_key(env.actor)
         # A cached key is the right key (key ids are hashes of keys). Verified in the caller's
-        # thread, outside the writer, without the GIL.
-        if pub is not None and not sodium.verify(pub, _signed_bytes(env), env.sig, release_gil=True):
+        # thread, outside the writer, without the GIL; a builder's entries, on the committing thread
+        # inside the writer, holding it (getting it back would stall the whole batch).
+        if pub is not None and not sodium.verify(pub, _signed_bytes(env), env.sig, release_gil=not in_writer):
             raise SignatureError("signature does not verify")
         return _Pending([env], [pub is not None])
 
@@ -296,6 +297,14 @@ class Sequencer:
                     self._lead()
 
     def _lead(self) -> None:
+        prev = self._committing
+        if prev is not None:
+            with self._mutex:
+                builder_first = bool(self._queue) and self._queue[0].build is not None
+            if builder_first:
+                # A builder runs inside the writer, so not before the commit in flight returns: take
+                # the batch after it, and everything that queued meanwhile commits with it.
+                prev.wait()
         with self._mutex:
             batch = self._queue[: self.max_batch]
             del self._queue[: self.max_batch]
@@ -515,6 +524,7 @@ class Sequencer:
         machines = self._machines
         accepted: list[_Pending] = []
         seen: set[bytes] = set()
+        built_items: list[_Pending] = []
         seq = size
         for p in batch:
             touched = False  # whether this item already changed the cached state
@@ -522,11 +532,11 @@ class Sequencer:
                 if p.build is not None:
                     assert conn is not None
                     context = BuildContext(conn, seq, registry, machines, when)
-                    built = [self._prepare(leaf) for leaf in p.build(context)]
+                    built = [self._prepare(leaf, in_writer=True) for leaf in p.build(context)]
                     p.envs = [b.envs[0] for b in built]
                     p.hashes = [b.hashes[0] for b in built]
                     p.sig_ok = [b.sig_ok[0] for b in built]
-                    known.update(Store.seqs_of_hashes(conn, p.hashes))
+                    built_items.append(p)  # looked up on the ledger once for the whole batch, below
                 at = seq
                 for env, h, sig_ok in zip(p.envs, p.hashes, p.sig_ok, strict=True):
                     if h in known or h in seen:
@@ -557,6 +567,15 @@ class Sequencer:
                 continue
             accepted.append(p)
             seq = at
+        if built_items and conn is not None:
+            # One query for what the builders made (each is a statement on the committing thread,
+            # which waits for the GIL after it): a clash rolls the batch back and drops that item.
+            stored = Store.seqs_of_hashes(conn, [h for p in built_items for h in p.hashes])
+            for p in built_items:
+                clash = next((h for h in p.hashes if h in stored), None)
+                if clash is not None and p in accepted:
+                    error = DuplicateEntryError(f"entry is already on the ledger at seq {stored[clash]}")
+                    raise _Poisoned(p, error)
         if not accepted:
             return _Plan(accepted, size, size, height, None, "", [], [])
         node_rows: list[tuple[int, int, bytes]] = []

@@ -81,3 +81,39 @@ def verify(public_key: bytes, message: bytes, signature: bytes, *, release_gil: 
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
         return False
     return True
+
+
+SEAL_BYTES = 48  # crypto_box_SEALBYTES: the ephemeral public key and the MAC
+X25519_BYTES = 32
+
+
+@functools.cache
+def _box_seal() -> Any:
+    try:
+        import nacl._sodium
+
+        fn = ctypes.PyDLL(nacl._sodium.__file__).crypto_box_seal
+    except (ImportError, OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def seal(message: bytes, x25519_public: bytes) -> bytes:
+    """``nacl.public.SealedBox(PublicKey(x25519_public)).encrypt(message)``, holding the GIL where possible.
+
+    The release is sealed inside the writer, on the committing thread (see the module's docstring).
+    The box is randomised (a fresh ephemeral key), so its bytes differ from any other sealing of the
+    same message; it opens with ``SealedBox.decrypt`` as PyNaCl's does.
+    """
+    if len(x25519_public) != X25519_BYTES:
+        raise ValueError("not an X25519 public key")
+    fn = _box_seal()
+    if fn is not None:
+        out = ctypes.create_string_buffer(len(message) + SEAL_BYTES)
+        if fn(out, message, len(message), x25519_public) == 0:
+            return out.raw
+    import nacl.public
+
+    return bytes(nacl.public.SealedBox(nacl.public.PublicKey(x25519_public)).encrypt(message))

@@ -110,6 +110,9 @@ def pool_settings(environ: Mapping[str, str] | None = None) -> PoolSettings:
     return PoolSettings(**out)
 
 
+SQLITE_POOL_SIZE = 16
+
+
 def make_engine(url: str, *, writer: bool = False, pool_size: int | None = None) -> Engine:
     """An engine for ``url``; for SQLite a ``writer`` engine begins every transaction IMMEDIATE.
 
@@ -124,8 +127,9 @@ def make_engine(url: str, *, writer: bool = False, pool_size: int | None = None)
         args: dict[str, Any] = {"check_same_thread": False, "timeout": 60, "cached_statements": 512}
         if parsed.database and parsed.database != ":memory:":
             # Keep connections open: opening one costs a schema read and the pragmas, and closing
-            # the last one checkpoints and deletes the WAL, which cost milliseconds per commit.
-            size = 5 if pool_size is None else pool_size
+            # the last one checkpoints and deletes the WAL, which cost milliseconds per commit. Room
+            # for every request thread of a busy worker: an overflow connection is closed on return.
+            size = SQLITE_POOL_SIZE if pool_size is None else pool_size
             engine = create_engine(url, connect_args=args, poolclass=QueuePool, pool_size=size, max_overflow=10)
             event.listen(engine, "connect", _remember_pid)
             event.listen(engine, "checkout", _refuse_other_pid)

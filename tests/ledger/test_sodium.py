@@ -45,3 +45,23 @@ def test_verify_agrees_with_pynacl(release_gil: bool) -> None:
     assert verdicts == [_pynacl_accepts(*case) for case in cases]
     assert verdicts[0] is True
     assert not any(verdicts[1:])
+
+
+def test_seal_opens_with_pynacls_sealed_box() -> None:
+    import nacl.public
+
+    recipient = nacl.public.PrivateKey(bytes([9]) * 32)
+    for message in (b"", b"{}", "低保".encode() * 500):
+        sealed = sodium.seal(message, bytes(recipient.public_key))
+        assert len(sealed) == len(message) + sodium.SEAL_BYTES
+        assert nacl.public.SealedBox(recipient).decrypt(sealed) == message
+        assert sodium.seal(message, bytes(recipient.public_key)) != sealed  # a fresh ephemeral key each time
+    with pytest.raises(nacl.exceptions.CryptoError):  # only the recipient opens it
+        nacl.public.SealedBox(nacl.public.PrivateKey(bytes([10]) * 32)).decrypt(sealed)
+
+
+def test_seal_refuses_what_is_not_an_x25519_key() -> None:
+    with pytest.raises(ValueError):
+        sodium.seal(b"x", bytes(31))
+    with pytest.raises(nacl.exceptions.CryptoError):  # a low-order point: no shared secret
+        sodium.seal(b"x", bytes(32))
