@@ -86,7 +86,8 @@ async def authenticate(request: Request, node: NodeDep) -> Caller:
     The body is read on the event loop; the checks (database reads, the nonce write) run in the
     thread pool so that a slow database never stalls other requests.
     """
-    body = await read_body(request)
+    settings = getattr(request.app.state, "settings", None)  # the operator's limit, as api.edge enforces it
+    body = await read_body(request, getattr(settings, "max_body_bytes", MAX_REQUEST_BYTES))
     caller = await run_in_threadpool(_authenticate, node, request.method, target_uri(request), request.headers, body)
     annotate(key_id=caller.key_id)
     limits: RateLimits | None = getattr(request.app.state, "limits", None)

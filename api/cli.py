@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from api.audit_cli import add_audit_commands
 from api.backup_cli import add_backup_commands, check_vault_option
@@ -15,6 +15,9 @@ from api.people import CommandError, UsageError, add_commands
 from api.trust_cli import add_trust_commands, check_witness_policy, start_witness_follower
 from keys.errors import KeystoreError
 from ledger.errors import LedgerError
+
+if TYPE_CHECKING:
+    from api.node import Node
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -59,6 +62,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def require_current_schema(node: Node) -> None:
+    """Refuse to serve a database whose schema is not the one this code reads and writes."""
+    from ledger import migrate
+
+    at, want = migrate.current(node.store.engine), migrate.head()
+    if at != want:
+        raise migrate.MigrationError(
+            f"the database schema is at revision {at or '(none: made before migrations)'}, this shulian "
+            f"serves {want}: run `shulian db upgrade` first"
+        )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -82,6 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     node = Node(args.db)
     node.reader.origin  # noqa: B018 - fail early, in one line, when the ledger is not initialised
+    require_current_schema(node)
     start_witness_follower(args.db)
     options: dict[str, Any] = {
         "host": args.host,

@@ -5,6 +5,7 @@ two processes migrating one database at once both succeed with one migration."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,45 @@ def test_db_commands(empty_sqlite: str, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["--db", empty_sqlite, "db", "upgrade", "--to", "nosuchrev"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("shulian db upgrade: migration to nosuchrev failed:") and "\n" not in err
+
+
+@pytest.mark.parametrize("found", ["0000_older", None])
+def test_serve_refuses_a_schema_it_does_not_serve(
+    node: Node, found: str | None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at another revision (or made before migrations) is not served: one line, exit 1."""
+    monkeypatch.setenv("SHULIAN_ENV", "development")
+    # serve configures logging before it opens the database: put back what pytest had afterwards
+    saved = {name: (lg.handlers[:], lg.level, lg.propagate) for name, lg in _loggers().items()}
+    try:
+        _refused(node, found, capsys)
+    finally:
+        for name, lg in _loggers().items():
+            lg.handlers[:], level, lg.propagate = saved.get(name, ([], logging.NOTSET, True))
+            lg.setLevel(level)
+
+
+def _loggers() -> dict[str, logging.Logger]:
+    named = {n: lg for n, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    return {"": logging.getLogger(), **named}
+
+
+def _refused(node: Node, found: str | None, capsys: pytest.CaptureFixture[str]) -> None:
+    with node.store.write_engine.begin() as conn:
+        if found is None:
+            conn.exec_driver_sql("DROP TABLE alembic_version")
+        else:
+            conn.exec_driver_sql(f"UPDATE alembic_version SET version_num = '{found}'")
+    url = node.store.url
+    node.close()
+    assert main(["--db", url, "serve", "--port", "1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("shulian serve: the database schema is at revision")
+    assert (found or "made before migrations") in err and "run `shulian db upgrade` first" in err
+    if found is None:  # a database made before migrations: the way out it names
+        assert main(["--db", url, "db", "upgrade"]) == 0
+        store = Store(url)
+        try:
+            assert migrate.current(store.engine) == migrate.head()
+        finally:
+            store.close()
