@@ -24,9 +24,11 @@ def cmd_witness_init(args: argparse.Namespace) -> int:
 def cmd_witness_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from api.settings import load_settings, refuse_default_secrets
     from audit.witness import Witness, create_witness_app, load_witness_key, witness_dir
     from ledger.note import ALG_ED25519, VerifierKey
 
+    refuse_default_secrets(load_settings(export=False))  # as serve: outside development, one line and exit 1
     if not args.log_key:
         raise UsageError("give at least one --log-key VKEY (the log's checkpoint key)")
     keys = [VerifierKey.parse(k) for k in args.log_key]

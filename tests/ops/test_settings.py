@@ -11,9 +11,9 @@ from api.settings import Settings, SettingsError, default_secret_faults, load_se
 from tests.api.conftest import cli_env, free_port, run_cli
 
 
-def refused(env: dict[str, str]) -> str:
-    """`shulian serve` must exit 1 with one readable line before serving anything; that line."""
-    proc = run_cli(env, "serve", "--port", str(free_port()), check=False)
+def refused(env: dict[str, str], *command: str) -> str:
+    """`shulian serve` (or ``command``) must exit 1 with one readable line before serving anything; that line."""
+    proc = run_cli(env, *(command or ("serve",)), "--port", str(free_port()), check=False)
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -40,6 +40,17 @@ def test_serve_refuses_default_secrets(tmp_path: Path) -> None:
     generated.chmod(0o600)
     assert "generated beside the keystores" in refused(dict(env, SHULIAN_PASSPHRASE_FILE=str(generated)))
     assert not (tmp_path / "ledger.db").exists()  # refused before opening anything
+
+
+def test_witness_serve_refuses_default_secrets(tmp_path: Path) -> None:
+    """A witness's key is a keystore too: the same rule before it serves."""
+    env = cli_env(tmp_path)
+    env.pop("SHULIAN_ENV", None)
+    witness = ("witness", "serve", "--log-key", "log.example+01234567+AQ==")
+    assert "default or shorter" in refused(dict(env, SHULIAN_PASSPHRASE="changeme"), *witness)
+    del env["SHULIAN_PASSPHRASE"]
+    assert "set SHULIAN_PASSPHRASE or SHULIAN_PASSPHRASE_FILE" in refused(env, *witness)
+    assert not any(Path(env["SHULIAN_HOME"]).glob("witness*"))  # refused before touching the witness's files
 
 
 def test_secret_rules() -> None:
