@@ -88,3 +88,23 @@ def test_verified_needs_k_of_n_witnesses(
     refused = run_cli(cli_env, "usage", *demo, "--witness", wkey, check=False)
     assert refused.returncode == 1 and "not witnessed" in refused.stderr and refused.stderr.count("\n") == 1
     sdk.close()
+
+    # 3. the server now lists another witness: this browser keeps the policy it pinned (1 of 1, the
+    # witness that cosigned), says the list changed, and moves to the new one only when asked
+    o_env = dict(server.env, SHULIAN_HOME=str(tmp_path / "other"))
+    other = run_cli(o_env, "witness", "init", "--name", "other.example/w").stdout.strip()
+    run_cli(server.env, "witness", "add", other, "http://127.0.0.1:9")
+    citizen.reload()
+    citizen.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    policy = citizen.locator("#witness-policy-line")
+    assert policy.get_attribute("data-changed") == "true" and policy.get_attribute("data-quorum") == "1"
+    assert "1 个独立见证方中至少 1 个" in policy.inner_text() and "固定" in policy.inner_text()
+    timeline_item(citizen, first).locator('.badge[data-state="verified"]').wait_for(timeout=30_000)
+    citizen.click("#witness-policy-trust")
+    citizen.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    policy = citizen.locator("#witness-policy-line")
+    policy.and_(citizen.locator('[data-changed="false"]')).wait_for(timeout=30_000)
+    assert "2 个独立见证方" in policy.inner_text()
+    # under the new list the other witness never cosigned: the same use is no longer marked verified
+    timeline_item(citizen, first).locator('.badge[data-state="failed"]').wait_for(timeout=30_000)
+    assert citizen.errors == []

@@ -7,7 +7,7 @@ import {
   badge, byId, empty, facts, fieldList, fieldName, fill, h, reason, show, showError, status, t, when, day,
 } from "./ui.js";
 import { verifier } from "./verify.js";
-import { policyLine, witnessChecker, witnessPolicy } from "./witness.js";
+import { policyLine, trustOfferedPolicy, witnessChecker, witnessPolicy } from "./witness.js";
 
 const ctx = { api: null, me: null, dir: null, datasets: null, records: [], grants: [], policy: null };
 
@@ -368,6 +368,15 @@ async function main() {
   line.textContent = policyLine(ctx.policy);
   line.dataset.state = ctx.policy.total ? "witnessed" : "none";
   line.dataset.quorum = String(ctx.policy.quorum);
+  line.dataset.changed = String(ctx.policy.changed);
+  if (ctx.policy.changed) {
+    const trust = h("button", { type: "button", class: "secondary", id: "witness-policy-trust" }, t("witness.policy.trust"));
+    trust.addEventListener("click", () => {
+      trustOfferedPolicy();
+      location.reload();
+    });
+    line.append(" ", h("strong", { class: "policy-changed" }, t("witness.policy.changed")), " ", trust);
+  }
   try {
     [ctx.dir, ctx.datasets, ctx.records] = await Promise.all([directory(api), catalogue(api), api.get("/v1/records")]);
   } catch (err) {

@@ -1,21 +1,53 @@
 // The k-of-n witness policy of the "verified" mark (DESIGN §6): a checkpoint counts as witnessed only
 // with valid tlog-cosignature/v1 cosignatures by at least k of the n witness keys the server embeds
 // in the page (from its witness_state). Fail closed: fewer than k valid cosignatures = not verified.
+// The first non-empty policy this browser sees is pinned in localStorage (trust on first use, as the
+// log key is): a server that later lists other witnesses (its own, say) does not change what the mark
+// rests on; the page says the list changed, and the citizen may choose to trust the new one.
 
 import { equal } from "./bytes.js";
 import { ALG_COSIGNATURE_V1, parseVerifierKey, verifyCosignature } from "./note.js";
 import { byId, t } from "./ui.js";
 import { VerifyError } from "./verify.js";
 
-/** The policy in `<script id=witness-policy>`: {keys, quorum, bad}; malformed keys are counted in `bad`. */
-export async function witnessPolicy(id = "witness-policy") {
-  let doc;
+const PIN = "shulian.witness-policy";
+
+/** A policy document as {witnesses: [text, …] sorted, quorum: int | null}. */
+function normal(doc) {
+  const witnesses = Array.isArray(doc?.witnesses) ? doc.witnesses.filter((w) => typeof w === "string").sort() : [];
+  return { witnesses, quorum: Number.isInteger(doc?.quorum) ? doc.quorum : null };
+}
+
+function readJSON(text) {
   try {
-    doc = JSON.parse(byId(id)?.textContent || "null");
+    return JSON.parse(text || "null");
   } catch {
-    doc = null;
+    return null;
   }
-  const texts = Array.isArray(doc?.witnesses) ? doc.witnesses : [];
+}
+
+/** Pin the policy the page offers now in place of the pinned one (the citizen's choice). */
+export function trustOfferedPolicy(id = "witness-policy") {
+  localStorage.setItem(PIN, JSON.stringify(normal(readJSON(byId(id)?.textContent))));
+}
+
+/**
+ * The policy the mark rests on: {keys, quorum, total, bad, changed}. It is the pinned one when this
+ * browser has pinned one (``changed`` when the page offers another), else the page's, pinned now if
+ * it names any witness. Malformed keys are counted in `bad`.
+ */
+export async function witnessPolicy(id = "witness-policy") {
+  const offered = normal(readJSON(byId(id)?.textContent));
+  const pinned = readJSON(localStorage.getItem(PIN));
+  let doc = offered;
+  let changed = false;
+  if (pinned && Array.isArray(pinned.witnesses) && pinned.witnesses.length) {
+    doc = normal(pinned);
+    changed = JSON.stringify(doc) !== JSON.stringify(offered);
+  } else if (offered.witnesses.length) {
+    localStorage.setItem(PIN, JSON.stringify(offered));
+  }
+  const texts = doc.witnesses;
   const keys = [];
   let bad = 0;
   for (const text of texts) {
@@ -26,9 +58,9 @@ export async function witnessPolicy(id = "witness-policy") {
       bad += 1;
     }
   }
-  const asked = Number.isInteger(doc?.quorum) ? doc.quorum : texts.length;
+  const asked = doc.quorum ?? texts.length;
   // a key the page cannot read still counts in n and in k: it can never cosign, so the policy stays as strict
-  return { keys, quorum: Math.max(asked, texts.length ? 1 : 0), total: texts.length, bad };
+  return { keys, quorum: Math.max(asked, texts.length ? 1 : 0), total: texts.length, bad, changed };
 }
 
 /** One line describing the policy, for the page. */
