@@ -25,42 +25,36 @@ SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
 
 
+_P, _N = ctypes.c_char_p, ctypes.c_ulonglong  # a buffer, a length
+
+
 @functools.cache
-def _sign_detached() -> Any:
+def _function(name: str, argtypes: tuple[Any, ...], release_gil: bool = False) -> Any:
+    """libsodium's ``name`` from the library PyNaCl bundles, or None where it cannot be loaded.
+
+    ``ctypes.PyDLL`` keeps the GIL during the call; ``ctypes.CDLL`` releases it.
+    """
     try:
         import nacl._sodium  # PyNaCl's bundled libsodium; nacl.signing has already initialised it
 
-        fn = ctypes.PyDLL(nacl._sodium.__file__).crypto_sign_detached
+        library = ctypes.CDLL if release_gil else ctypes.PyDLL
+        fn = getattr(library(nacl._sodium.__file__), name)
     except (ImportError, OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p]
+    fn.argtypes = list(argtypes)
     fn.restype = ctypes.c_int
     return fn
 
 
 def sign(key: nacl.signing.SigningKey, message: bytes) -> bytes:
     """``key.sign(message).signature``, computed without releasing the GIL where possible."""
-    fn = _sign_detached()
+    fn = _function("crypto_sign_detached", (_P, ctypes.c_void_p, _P, _N, _P))
     if fn is not None:
         out = ctypes.create_string_buffer(SIGNATURE_BYTES)
         secret = bytes(key) + bytes(key.verify_key)  # libsodium's secret key: seed ‖ public key
         if fn(out, None, message, len(message), secret) == 0:
             return out.raw
     return key.sign(message).signature
-
-
-@functools.cache
-def _verify_detached(release_gil: bool) -> Any:
-    try:
-        import nacl._sodium
-
-        library = ctypes.CDLL if release_gil else ctypes.PyDLL  # CDLL releases the GIL around the call
-        fn = library(nacl._sodium.__file__).crypto_sign_verify_detached
-    except (ImportError, OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p]
-    fn.restype = ctypes.c_int
-    return fn
 
 
 def verify(public_key: bytes, message: bytes, signature: bytes, *, release_gil: bool = False) -> bool:
@@ -73,7 +67,7 @@ def verify(public_key: bytes, message: bytes, signature: bytes, *, release_gil: 
     """
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
-    fn = _verify_detached(release_gil)
+    fn = _function("crypto_sign_verify_detached", (_P, _P, _N, _P), release_gil)
     if fn is not None:
         return bool(fn(signature, message, len(message), public_key) == 0)
     try:
@@ -87,19 +81,6 @@ SEAL_BYTES = 48  # crypto_box_SEALBYTES: the ephemeral public key and the MAC
 X25519_BYTES = 32
 
 
-@functools.cache
-def _box_seal() -> Any:
-    try:
-        import nacl._sodium
-
-        fn = ctypes.PyDLL(nacl._sodium.__file__).crypto_box_seal
-    except (ImportError, OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p]
-    fn.restype = ctypes.c_int
-    return fn
-
-
 def seal(message: bytes, x25519_public: bytes) -> bytes:
     """``nacl.public.SealedBox(PublicKey(x25519_public)).encrypt(message)``, holding the GIL where possible.
 
@@ -109,7 +90,7 @@ def seal(message: bytes, x25519_public: bytes) -> bytes:
     """
     if len(x25519_public) != X25519_BYTES:
         raise ValueError("not an X25519 public key")
-    fn = _box_seal()
+    fn = _function("crypto_box_seal", (_P, _P, _N, _P))
     if fn is not None:
         out = ctypes.create_string_buffer(len(message) + SEAL_BYTES)
         if fn(out, message, len(message), x25519_public) == 0:
