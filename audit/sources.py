@@ -152,7 +152,7 @@ def verify_database(
 def _compare_consent_index(store: Store, state: ConsentState, result: VerificationResult) -> VerificationResult:
     """The consent index table against the state replayed from the ledger (DESIGN §6), a seq range at a time."""
     e, table = schema.entries, consent_index.consent_index
-    grant_seqs = sorted(state.grants)
+    grant_seqs = state.grant_seqs()
     problem = None
     with store.reader() as conn:
         if not store.is_sqlite:  # one snapshot for the count and the rows

@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -302,6 +302,9 @@ class CompactConsentState(ConsentState):
         self.packed_grants.add(seq, g, self.principal_of(registry, g.grantee))
 
     # read helpers
+    def grant_seqs(self) -> Sequence[int]:
+        return self.packed_grants.seqs  # appended in seq order: ascending, and no list of a million ints
+
     def grants_for(self, subject: str, grantee: str, dataset: str) -> list[GrantState]:
         return self.packed_grants.for_subject(subject, grantee, dataset)
 

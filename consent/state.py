@@ -276,6 +276,10 @@ class ConsentState:
         """Grants (any status) by ``subject`` to grantee principal ``grantee`` whose scope has ``dataset``."""
         return list(self._grants_for.get((subject, grantee, dataset), ()))
 
+    def grant_seqs(self) -> Sequence[int]:
+        """Every grant's seq, ascending."""
+        return sorted(self.grants)
+
     def grants_of_subject(self, subject: str) -> list[int]:
         return list(self._grants_of_subject.get(subject, ()))
 
