@@ -49,6 +49,7 @@ class Shadowed(ConsentState):
     def compare(self) -> None:
         shadow = self.shadow
         assert sorted(shadow.grants) == sorted(self.grants)
+        assert list(shadow.grant_seqs()) == list(self.grant_seqs()) == sorted(self.grants)  # ascending
         for seq, g in self.grants.items():
             assert shadow.grants[seq] == g
             assert shadow.grants_for(g.grant.subject, g.grantee, next(iter(g.grant.scope))) == self.grants_for(
