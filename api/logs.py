@@ -108,6 +108,8 @@ def log_config(fmt: LogFormat, level: str) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True, "level": level},
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+            # alembic names each autogenerate plugin at INFO when first imported (serve checks the schema)
+            "alembic.runtime.plugins": {"level": "WARNING"},
         },
     }
 
