@@ -69,9 +69,14 @@ def citizen(node: NodeDep, request: Request, lang: LangQuery = None, cookie: Lan
 
 
 @router.get("/department", include_in_schema=False)
-def department(request: Request, lang: LangQuery = None, cookie: LangCookie = None) -> HTMLResponse:
-    """Objections show their due date by the deadline the audit reports track."""
-    extra = {"env": demo.environment(), "objection_deadline_days": str(DEFAULT_DEADLINE.days)}
+def department(node: NodeDep, request: Request, lang: LangQuery = None, cookie: LangCookie = None) -> HTMLResponse:
+    """Objections show their due date by the deadline the audit reports track; decisions are marked
+    verified under the same witness policy as the citizen's page."""
+    extra = {
+        "env": demo.environment(),
+        "objection_deadline_days": str(DEFAULT_DEADLINE.days),
+        "witness_policy": script_json(witness_policy(node.store)),
+    }
     return _page("department", request, lang, cookie, extra)
 
 

@@ -1,4 +1,5 @@
-"""The citizen's "who used my data" in headless Chromium under a k-of-n witness policy (DESIGN §6).
+"""The citizen's "who used my data" (and the department's decisions) in headless Chromium under a k-of-n
+witness policy (DESIGN §6).
 
 A real witness process (`shulian witness serve`) cosigns the checkpoints of a real `shulian serve`
 (over a copy of the demo city). The page marks a use verified only when its inclusion proof holds
@@ -60,6 +61,13 @@ def test_verified_needs_k_of_n_witnesses(
     used = timeline_item(citizen, first)
     used.locator('.badge[data-state="verified"]').wait_for(timeout=30_000)
     assert "1/1 见证方联署" in used.inner_text()
+    # the department's own decisions are marked under the same policy
+    desk = open_page(browser, server.url + "/department")
+    demo_sign_in(desk, DEPARTMENT)
+    assert desk.locator("#witness-policy-line").get_attribute("data-quorum") == "1"
+    decided = desk.locator(f'#decisions li[data-seq="{first}"]')
+    decided.locator('.badge[data-state="verified"]').wait_for(timeout=30_000)
+    assert "1/1 见证方联署" in decided.inner_text()
     # the SDK under the same policy checks the same proofs and cosignatures
     sdk = ShulianClient(
         server.url, demo_key(server, CITIZEN, tmp_path), log_key=log_key, witnesses=[wkey], quorum=1, witness_wait=0.3
@@ -83,6 +91,12 @@ def test_verified_needs_k_of_n_witnesses(
     # the earlier use is still proved against the checkpoint the witness cosigned
     timeline_item(citizen, first).locator('.badge[data-state="verified"]').wait_for(timeout=30_000)
     assert citizen.errors == []
+    desk.click("#decisions-refresh")
+    unwitnessed = desk.locator(f'#decisions li[data-seq="{second}"] .badge[data-state="failed"]')
+    unwitnessed.wait_for(timeout=30_000)
+    assert "0 个联署" in str(unwitnessed.get_attribute("title"))
+    desk.locator(f'#decisions li[data-seq="{first}"] .badge[data-state="verified"]').wait_for(timeout=30_000)
+    assert desk.errors == []
     with pytest.raises(ClientError, match="not witnessed"):  # the SDK fails closed too
         sdk.usage()
     refused = run_cli(cli_env, "usage", *demo, "--witness", wkey, check=False)

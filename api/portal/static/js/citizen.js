@@ -7,7 +7,7 @@ import {
   badge, byId, empty, facts, fieldList, fieldName, fill, h, reason, show, showError, status, t, when, day,
 } from "./ui.js";
 import { verifier } from "./verify.js";
-import { policyLine, trustOfferedPolicy, witnessChecker, witnessPolicy } from "./witness.js";
+import { checkedWitnessed, showPolicy, verifiedText, witnessPolicy } from "./witness.js";
 
 const ctx = { api: null, me: null, dir: null, datasets: null, records: [], grants: [], policy: null };
 
@@ -231,18 +231,8 @@ async function loadTimeline() {
   const list = byId("timeline");
   list.setAttribute("aria-busy", "true");
   const raw = await allPages(ctx.api, "/v1/usage");
-  const witnessed = witnessChecker(ctx.policy);
   // verified = the entry's proof against a log-signed checkpoint AND k of n witnesses cosigned that checkpoint
-  const results = await Promise.all(raw.map(async (e) => {
-    const r = await checked(e);
-    if (!r.ok) return r;
-    try {
-      r.witnesses = await witnessed(r.entry.checkpoint);
-    } catch (error) {
-      return { ...r, ok: false, error };
-    }
-    return r;
-  }));
+  const results = await checkedWitnessed(raw, checked, ctx.policy);
   const releases = new Map();
   const decisions = [];
   for (const r of results) {
@@ -259,7 +249,7 @@ async function loadTimeline() {
     const error = ok ? null : (d.ok ? release.error : d.error);
     const mark = badge();
     if (ok) {
-      mark.verified(d.witnesses.total ? t("witness.verified", { m: d.witnesses.cosigned, n: d.witnesses.total }) : t("verify.ok"));
+      mark.verified(verifiedText(d));
     } else mark.failed(error);
     const allowed = b.outcome === "allow";
     const outcome = allowed
@@ -364,19 +354,7 @@ async function main() {
   ]));
   show("app", true);
   ctx.policy = await witnessPolicy();
-  const line = byId("witness-policy-line");
-  line.textContent = policyLine(ctx.policy);
-  line.dataset.state = ctx.policy.total ? "witnessed" : "none";
-  line.dataset.quorum = String(ctx.policy.quorum);
-  line.dataset.changed = String(ctx.policy.changed);
-  if (ctx.policy.changed) {
-    const trust = h("button", { type: "button", class: "secondary", id: "witness-policy-trust" }, t("witness.policy.trust"));
-    trust.addEventListener("click", () => {
-      trustOfferedPolicy();
-      location.reload();
-    });
-    line.append(" ", h("strong", { class: "policy-changed" }, t("witness.policy.changed")), " ", trust);
-  }
+  showPolicy(ctx.policy);
   try {
     [ctx.dir, ctx.datasets, ctx.records] = await Promise.all([directory(api), catalogue(api), api.get("/v1/records")]);
   } catch (err) {

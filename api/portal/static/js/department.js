@@ -12,8 +12,12 @@ import {
   badge, byId, empty, facts, fieldList, fieldName, fill, h, reason, show, showError, status, t, when, day, short,
 } from "./ui.js";
 import { VerifyError, verifier } from "./verify.js";
+import { checkedWitnessed, showPolicy, verifiedText, witnessPolicy } from "./witness.js";
 
-const ctx = { api: null, me: null, identity: null, dir: null, datasets: null, received: [], records: [], deadlineDays: 15 };
+const ctx = {
+  api: null, me: null, identity: null, dir: null, datasets: null, received: [], records: [], deadlineDays: 15,
+  policy: { keys: [], quorum: 0, total: 0, bad: 0, changed: false }, // the witness policy, read in main()
+};
 const datasetTitle = (id) => ctx.datasets.get(id)?.title || id;
 const mine = (keyId) => keyId && ctx.dir.principal(keyId) === ctx.me.principal;
 
@@ -233,7 +237,8 @@ async function loadReleases() {
 // -- decisions and objections -------------------------------------------------------------------
 
 async function loadDecisions() {
-  const results = await Promise.all((await allPages(ctx.api, "/v1/usage")).map(checked));
+  // verified, as on the citizen's page: the proof AND k of n witnesses on the checkpoint it is against
+  const results = await checkedWitnessed(await allPages(ctx.api, "/v1/usage"), checked, ctx.policy);
   const released = new Map();
   for (const r of results) if (r.entry.type === "usage.release") released.set(r.entry.body.decision, r);
   const decisions = results.filter((r) => r.entry.type === "access.decision").sort((a, b) => b.entry.seq - a.entry.seq);
@@ -242,7 +247,7 @@ async function loadDecisions() {
     const b = d.entry.body;
     const rel = released.get(d.entry.seq);
     const mark = badge();
-    if (d.ok && (!rel || rel.ok)) mark.verified(); else mark.failed(d.error || rel.error);
+    if (d.ok && (!rel || rel.ok)) mark.verified(verifiedText(d)); else mark.failed(d.ok ? rel.error : d.error);
     const allowed = b.outcome === "allow";
     return h("li", { class: `event event-${allowed ? "allow" : "deny"}`, "data-seq": d.entry.seq, "data-outcome": b.outcome },
       h("div", { class: "row" }, h("time", { datetime: d.entry.ts }, when(d.entry.ts)), mark),
@@ -362,6 +367,8 @@ async function main() {
     [t("me.source"), t(`source.${identity.source || "file"}`)],
   ]));
   show("app", true);
+  ctx.policy = await witnessPolicy();
+  showPolicy(ctx.policy);
   try {
     [ctx.dir, ctx.datasets] = await Promise.all([directory(api), catalogue(api)]);
   } catch (err) {

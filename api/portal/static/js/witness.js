@@ -7,7 +7,7 @@
 
 import { equal } from "./bytes.js";
 import { ALG_COSIGNATURE_V1, parseVerifierKey, verifyCosignature } from "./note.js";
-import { byId, t } from "./ui.js";
+import { byId, h, t } from "./ui.js";
 import { VerifyError } from "./verify.js";
 
 const PIN = "shulian.witness-policy";
@@ -100,4 +100,44 @@ export function witnessChecker(policy) {
     if (!seen.has(cp)) seen.set(cp, checkWitnessed(cp, policy));
     return seen.get(cp);
   };
+}
+
+/**
+ * `check` each raw entry (proof against a log-signed checkpoint), then require the policy's witnesses on
+ * that checkpoint: an entry is ok only with both; `witnesses` holds {cosigned, total, quorum} when it is.
+ */
+export async function checkedWitnessed(raw, check, policy) {
+  const witnessed = witnessChecker(policy);
+  return Promise.all(raw.map(async (e) => {
+    const r = await check(e);
+    if (!r.ok) return r;
+    try {
+      r.witnesses = await witnessed(r.entry.checkpoint);
+    } catch (error) {
+      return { ...r, ok: false, error };
+    }
+    return r;
+  }));
+}
+
+/** The policy in the paragraph `id`: its line, state, quorum, and a way to trust a changed list. */
+export function showPolicy(policy, id = "witness-policy-line") {
+  const line = byId(id);
+  line.textContent = policyLine(policy);
+  line.dataset.state = policy.total ? "witnessed" : "none";
+  line.dataset.quorum = String(policy.quorum);
+  line.dataset.changed = String(policy.changed);
+  if (policy.changed) {
+    const trust = h("button", { type: "button", class: "secondary", id: "witness-policy-trust" }, t("witness.policy.trust"));
+    trust.addEventListener("click", () => {
+      trustOfferedPolicy();
+      location.reload();
+    });
+    line.append(" ", h("strong", { class: "policy-changed" }, t("witness.policy.changed")), " ", trust);
+  }
+}
+
+/** The verified mark's text for a checked entry: with the witnesses that cosigned, where there is a policy. */
+export function verifiedText(r) {
+  return r.witnesses?.total ? t("witness.verified", { m: r.witnesses.cosigned, n: r.witnesses.total }) : undefined;
 }
