@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,18 +68,27 @@ def start_serve(env: dict[str, str], *extra: str) -> tuple[subprocess.Popen[byte
             [*SHULIAN, "serve", "--port", str(port), *extra], env=env, stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90  # worker processes start slowly on a loaded machine
+    # worker processes start slowly on a loaded machine
+    wait_answering(proc, url + "/healthz", lambda: log.read_text(errors="replace")[-4000:], seconds=90)
+    return proc, url
+
+
+def wait_answering(
+    proc: subprocess.Popen[bytes], url: str, output: Callable[[], str], *, seconds: float, what: str = "shulian serve"
+) -> None:
+    """Return once GET ``url`` answers 200; if ``proc`` exits or ``seconds`` pass, stop it and raise with
+    ``output()``."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             proc.wait(10)
-            out = log.read_text(errors="replace")[-4000:]
-            raise RuntimeError(f"shulian serve did not start: {out}")
+            raise RuntimeError(f"{what} did not start: {output()}")
         time.sleep(0.1)
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from api.client import ClientError, ShulianClient
 from ledger.cosignature import AddCheckpoint, witness_vkey
-from tests.api.conftest import SHULIAN, free_port, run_cli
+from tests.api.conftest import SHULIAN, free_port, run_cli, wait_answering
 from tests.support import fixed_key
 from tests.witness.test_cosignature import spec_verify
 
@@ -56,19 +56,12 @@ def start(env: dict[str, str], *args: str, port: int, probe: str) -> subprocess.
     proc = subprocess.Popen(
         [*SHULIAN, *args, "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    url = f"http://127.0.0.1:{port}{probe}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            proc.kill()
-            raise RuntimeError(f"{args} did not start: {out}")
-        time.sleep(0.1)
+
+    def output() -> str:  # read once the process is stopped: never blocks
+        return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+
+    wait_answering(proc, f"http://127.0.0.1:{port}{probe}", output, seconds=30, what=" ".join(args))
+    return proc
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
