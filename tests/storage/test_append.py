@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from api.node import Node
-from ledger.errors import LedgerError, NotFoundError, RangeError
+from ledger.errors import DuplicateEntryError, LedgerError, NotFoundError, RangeError
 from ledger.log import LogReader
 from ledger.note import verify_checkpoint
 from ledger.sequencer import Receipt, Sequencer
@@ -204,3 +204,36 @@ def test_many_threads_hand_the_lead_over(node: Node, ledger_url: str) -> None:
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     summary = check_ledger(ledger_url)
     assert all(summary.leaf_hashes[r.seq] == r.leaf_hash for r in receipts)
+
+
+def test_a_builder_repeating_an_entry_is_refused_alone(node: Node, ledger_url: str) -> None:
+    """A builder's entries are looked up on the ledger once per batch, after the builders ran: one that
+    repeats a stored entry is refused with its seq, nothing of it is written, and builders queued beside
+    it commit. (A sequencer without the consent rules, so that only the ledger's own check can see it.)"""
+    seq = Sequencer(node.store, node.local_key("log").signing, node.reader.origin)
+    dept = register(node, "builder-dept", "department")
+    stored = record_entry(dept, 0, tag="built")
+    at = seq.append(stored).seq
+    before = node.reader.size()
+    with pytest.raises(DuplicateEntryError, match=f"at seq {at}"):
+        seq.transact(lambda ctx: [record_entry(dept, 1, tag="built"), stored])
+    assert node.reader.size() == before  # all or nothing: the builder's fresh entry is not written either
+
+    results: dict[int, object] = {}
+
+    def work(i: int) -> None:
+        leaves = [stored] if i == 3 else [record_entry(dept, 10 + i, tag="built")]
+        try:
+            results[i] = seq.transact(lambda ctx: leaves)
+        except LedgerError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(results.pop(3), DuplicateEntryError)
+    assert all(isinstance(r, list) and len(r) == 1 for r in results.values())
+    assert node.reader.size() == before + 7
+    check_ledger(ledger_url)
