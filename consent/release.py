@@ -55,11 +55,13 @@ def build_release(
 
 def seal(payload: Mapping[str, Any], x25519_public: bytes) -> bytes:
     """Seal the payload's canonical bytes to the requester's X25519 public key (anonymous sender)."""
-    if not isinstance(x25519_public, bytes) or len(x25519_public) != sodium.X25519_BYTES:
+    if not isinstance(x25519_public, bytes):
         raise ReleaseError("not an X25519 public key")
     try:
         return sodium.seal(canonical_bytes(dict(payload)), x25519_public)
-    except (nacl.exceptions.CryptoError, ValueError) as exc:  # e.g. a low-order point
+    except ValueError as exc:  # not 32 bytes
+        raise ReleaseError(str(exc)) from exc
+    except nacl.exceptions.CryptoError as exc:  # e.g. a low-order point: no shared secret
         raise ReleaseError("cannot seal to this X25519 public key") from exc
 
 
