@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import multiprocessing
 import os
+import pickle
+import queue
+import subprocess
 import sys
-import traceback
+import threading
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from multiprocessing.connection import Connection, wait
-from multiprocessing.context import SpawnProcess
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import BinaryIO
 
 from audit.errors import BlockSourceError, EntrySourceError, WorkerError
 from audit.verifier import (
@@ -39,22 +40,15 @@ from audit.verifier import (
     RawEntry,
     StateMachine,
     VerificationResult,
-    check_block,
-    check_entry,
-    learn_key,
 )
-from ledger.errors import LedgerError
-from ledger.note import VerifierKey
+from audit.worker import Result, Task, check_entry_chunk, check_task, read_frame, write_frame
 
 DEFAULT_THRESHOLD = 20_000
 CHUNK = 1024
 DEPTH = 3
-_POLL_SECONDS = 0.5
 
-# What a worker sends back per entry: (leaf hash, type, ts, actor, body, sig, signature verified).
-_Row = tuple[bytes, str, str, str, dict[str, Any], bytes, bool]
-_Task = tuple[int, list[tuple[str, bytes]], list[RawEntry], list[RawBlock]]
-_Result = tuple[int, list[_Row], tuple[int, str] | None, list[CheckedBlock], str | None]
+# Where ``python -m audit.worker`` finds this package (a checkout that is not installed included).
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def default_workers() -> int:
@@ -66,39 +60,38 @@ def default_workers() -> int:
     return cpus if cpus > 1 else 0
 
 
-def check_entry_chunk(entries: list[RawEntry], keys: dict[str, bytes]) -> tuple[list[_Row], tuple[int, str] | None]:
-    """``check_entry`` over a chunk, learning keys as it goes; stops at the first fault (index, reason)."""
-    rows: list[_Row] = []
-    for index, (_seq, leaf) in enumerate(entries):
-        try:
-            env, digest, verified = check_entry(leaf, keys)
-        except LedgerError as exc:
-            return rows, (index, str(exc))
-        rows.append((digest, env.type, env.ts, env.actor, env.body, env.sig, verified))
-        learn_key(env, keys)
-    return rows, None
+class _Sender:
+    """Writes one worker's tasks from a thread of its own.
 
+    The replay never blocks on a full pipe while that worker blocks writing a result the replay has not
+    read yet (a chunk is far larger than a pipe's buffer). A worker that died is found by the replay
+    (end of file on its results); the tasks still queued for it are then dropped.
+    """
 
-def _worker(tasks: Any, results: Connection, log_vkey: str) -> None:
-    """A worker process: check chunks until told to stop (``None``) or the replay stops listening."""
-    log_key = VerifierKey.parse(log_vkey)
-    keys: dict[str, bytes] = {}
-    while True:
-        task: _Task | None = tasks.get()
-        if task is None:
-            return
-        tid, new_keys, entries, blocks = task
+    def __init__(self, stream: BinaryIO) -> None:
+        self._queue: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        self._stream = stream
+        self._thread = threading.Thread(target=self._run, name="verify-sender", daemon=True)
+        self._thread.start()
+
+    def put(self, task: Task | None) -> None:
+        self._queue.put(task)
+
+    def _run(self) -> None:
         try:
-            keys.update(new_keys)
-            rows, fault = check_entry_chunk(entries, keys)
-            checked = [check_block(label, value, note, log_key) for label, value, note in blocks]
-            result: _Result = (tid, rows, fault, checked, None)
-        except Exception:
-            result = (tid, [], None, [], traceback.format_exc())
-        try:
-            results.send(result)
-        except OSError:  # the replay has finished and closed its end
+            while True:
+                task = self._queue.get()
+                write_frame(self._stream, task)  # None too: it tells the worker to stop
+                if task is None:
+                    return
+        except (OSError, ValueError):  # the worker is gone (or its pipe was closed here)
             return
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                self._stream.close()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
 
 
 class _Pending:
@@ -151,9 +144,9 @@ class ParallelFeed:
         self._next_tid = 0
         self._next_unpack = 0
         self._sent_keys = [0] * workers
-        self._procs: list[SpawnProcess] = []
-        self._task_queues: list[Any] = []
-        self._result_conns: list[Connection] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._senders: list[_Sender] = []
+        self._results: list[BinaryIO] = []
 
     # -- lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> ParallelFeed:
@@ -170,39 +163,68 @@ class ParallelFeed:
         return self._next_tid > 0 or bool(self._procs)
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")  # never fork a process holding threads or DB handles
+        """Start the workers: ``python -m audit.worker`` with a task pipe and a result pipe each.
+
+        Plain subprocesses rather than ``multiprocessing``: no resource tracker process and no
+        semaphores, so the verifier's process tree holds only itself and its workers. A worker that
+        cannot be started leaves everything to this process (with a ``RuntimeWarning``).
+        """
         vkey = self._verifier.log_key.encode()
-        for _ in range(self._workers):
-            tasks = ctx.Queue()
-            reader, writer = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_worker, args=(tasks, writer, vkey), daemon=True)
-            self._task_queues.append(tasks)
-            self._result_conns.append(reader)
-            self._procs.append(proc)
-            proc.start()
-            writer.close()  # only the worker writes: its death reads here as end of file
+        path = os.environ.get("PYTHONPATH")
+        env = {**os.environ, "PYTHONPATH": _PACKAGE_ROOT + (os.pathsep + path if path else "")}
+        try:
+            for _ in range(self._workers):
+                self._start_one(vkey, env)
+        except OSError as exc:
+            self._give_up(f"could not start a verification worker ({exc})")
+            return
         self._pooled = True
+
+    def _start_one(self, vkey: str, env: dict[str, str]) -> None:
+        if not sys.executable:
+            raise OSError("no Python executable to run it with")
+        task_read, task_write = os.pipe()
+        result_read, result_write = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "audit.worker", vkey, str(task_read), str(result_write)],
+                pass_fds=(task_read, result_write),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        except BaseException:
+            for fd in (task_write, result_read):
+                os.close(fd)
+            raise
+        finally:
+            os.close(task_read)  # only the worker reads its tasks and writes its results: its death
+            os.close(result_write)  # reads here as the end of its results
+        self._procs.append(proc)
+        self._senders.append(_Sender(open(task_write, "wb")))  # noqa: SIM115 - the sender closes it
+        self._results.append(open(result_read, "rb"))  # noqa: SIM115 - closed by close()
 
     def close(self) -> None:
         """Stop the workers and release the pipes (a worker still sending sees its pipe closed)."""
         self._pooled = False
-        for conn in self._result_conns:
-            conn.close()
-        for tasks in self._task_queues:
-            with contextlib.suppress(OSError, ValueError):
-                tasks.put(None)
+        for stream in self._results:
+            stream.close()
+        for sender in self._senders:
+            sender.put(None)
         for proc in self._procs:
-            if proc.pid is not None:
-                proc.join(timeout=2)
-                if proc.is_alive():
-                    proc.terminate()
-                    proc.join(timeout=2)
-        for tasks in self._task_queues:
-            tasks.cancel_join_thread()
-            tasks.close()
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        for sender in self._senders:
+            sender.join(timeout=2)
         self._procs.clear()
-        self._task_queues.clear()
-        self._result_conns.clear()
+        self._senders.clear()
+        self._results.clear()
 
     # -- the two streams ----------------------------------------------------------------------------
     def entries(self) -> Iterator[CheckedEntry]:
@@ -337,31 +359,28 @@ class ParallelFeed:
             self._pending[tid] = pending
             worker = tid % self._workers
             key_log = self._verifier.key_log
-            task: _Task = (tid, key_log[self._sent_keys[worker] :], pending.entries, pending.blocks)
+            task: Task = (tid, key_log[self._sent_keys[worker] :], pending.entries, pending.blocks)
             self._sent_keys[worker] = len(key_log)
-            self._task_queues[worker].put(task)
+            self._senders[worker].put(task)
 
-    def _receive(self, tid: int) -> _Result | None:
+    def _receive(self, tid: int) -> Result | None:
         """The result of chunk ``tid`` from its worker (each answers in order), or None if that worker died."""
         number = tid % self._workers
-        conn, proc = self._result_conns[number], self._procs[number]
-        while True:
-            ready = wait([conn, proc.sentinel], timeout=_POLL_SECONDS)
-            if conn in ready:
-                try:
-                    result: _Result = conn.recv()
-                except (EOFError, OSError):
-                    break
-                if result[4] is not None:
-                    raise WorkerError(f"verification worker failed:\n{result[4]}")
-                if result[0] != tid:
-                    raise WorkerError(f"verification worker {number} answered chunk {result[0]}, not {tid}")
-                return result
-            if ready:  # the sentinel alone: the worker is gone and left nothing to read
-                break
-        proc.join(timeout=1)
-        self._give_up(f"verification worker {number} exited with code {proc.exitcode}")
-        return None
+        proc = self._procs[number]
+        try:
+            result: Result = read_frame(self._results[number])
+        except (EOFError, OSError, pickle.UnpicklingError):
+            try:
+                code = proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                code = None
+            self._give_up(f"verification worker {number} exited with code {code}")
+            return None
+        if result[4] is not None:
+            raise WorkerError(f"verification worker failed:\n{result[4]}")
+        if result[0] != tid:
+            raise WorkerError(f"verification worker {number} answered chunk {result[0]}, not {tid}")
+        return result
 
     def _give_up(self, reason: str) -> None:
         """Stop the workers; what they held is checked in this process (``_advance``), as is the rest."""
@@ -369,13 +388,10 @@ class ParallelFeed:
         self.close()
         self._inline_left = sys.maxsize
 
-    def _check_here(self, tid: int, pending: _Pending) -> _Result:
-        rows, fault = check_entry_chunk(pending.entries, dict(self._verifier.keys))
-        log_key = self._verifier.log_key
-        checked = [check_block(label, value, note, log_key) for label, value, note in pending.blocks]
-        return (tid, rows, fault, checked, None)
+    def _check_here(self, tid: int, pending: _Pending) -> Result:
+        return check_task((tid, [], pending.entries, pending.blocks), dict(self._verifier.keys), self._verifier.log_key)
 
-    def _unpack(self, pending: _Pending, result: _Result) -> None:
+    def _unpack(self, pending: _Pending, result: Result) -> None:
         _tid, rows, fault, blocks, _error = result
         chunk = [
             CheckedEntry(seq, leaf, digest, CheckedEnvelope(type_, ts, actor, body, sig, leaf), verified, None)

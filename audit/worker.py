@@ -1,0 +1,106 @@
+"""A verification worker: ``python -m audit.worker LOG_VKEY TASK_FD RESULT_FD``.
+
+``audit.parallel.ParallelFeed`` starts one per CPU as a plain subprocess holding two pipe ends: it reads
+chunks from ``TASK_FD``, checks them (``check_entry_chunk``, ``check_block``: the helpers the
+in-process path runs) and writes each result to ``RESULT_FD``, in the order the chunks came. A ``None``
+task or the end of its input stops it. No ``multiprocessing`` machinery: no resource tracker process,
+no semaphores, no feeder threads here, and nothing imported beyond the checks themselves.
+
+Frames are an 8-byte big-endian length and a pickle. Pickles are read only from the other end of a
+pipe this program's parent made for it, never from a file or a socket.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import traceback
+from typing import Any, BinaryIO
+
+from audit.verifier import CheckedBlock, RawBlock, RawEntry, check_block, check_entry, learn_key
+from ledger.errors import LedgerError
+from ledger.note import VerifierKey
+
+# What a worker sends back per entry: (leaf hash, type, ts, actor, body, sig, signature verified).
+Row = tuple[bytes, str, str, str, dict[str, Any], bytes, bool]
+# A chunk: its number, the keys learnt since the worker's last chunk, raw entries, raw blocks.
+Task = tuple[int, list[tuple[str, bytes]], list[RawEntry], list[RawBlock]]
+# Its result: the number, checked rows, the first fault (index in the chunk, reason), checked blocks,
+# and a traceback if the checks themselves failed.
+Result = tuple[int, list[Row], tuple[int, str] | None, list[CheckedBlock], str | None]
+
+_LENGTH = 8
+
+
+def write_frame(stream: BinaryIO, value: object) -> None:
+    """Write ``value`` as one frame and flush it."""
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(_LENGTH, "big"))
+    stream.write(data)
+    stream.flush()
+
+
+def read_frame(stream: BinaryIO) -> Any:
+    """The next frame's value; ``EOFError`` at the end of the stream (or in the middle of a frame)."""
+    head = stream.read(_LENGTH)
+    if len(head) < _LENGTH:
+        raise EOFError("end of stream")
+    size = int.from_bytes(head, "big")
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("end of stream within a frame")
+    return pickle.loads(data)  # noqa: S301 - the parent's own pipe (see the module docstring)
+
+
+def check_entry_chunk(entries: list[RawEntry], keys: dict[str, bytes]) -> tuple[list[Row], tuple[int, str] | None]:
+    """``check_entry`` over a chunk, learning keys as it goes; stops at the first fault (index, reason)."""
+    rows: list[Row] = []
+    for index, (_seq, leaf) in enumerate(entries):
+        try:
+            env, digest, verified = check_entry(leaf, keys)
+        except LedgerError as exc:
+            return rows, (index, str(exc))
+        rows.append((digest, env.type, env.ts, env.actor, env.body, env.sig, verified))
+        learn_key(env, keys)
+    return rows, None
+
+
+def check_task(task: Task, keys: dict[str, bytes], log_key: VerifierKey) -> Result:
+    """One chunk's result; ``keys`` learns the keys sent with it and those its entries register."""
+    tid, new_keys, entries, blocks = task
+    keys.update(new_keys)
+    rows, fault = check_entry_chunk(entries, keys)
+    checked = [check_block(label, value, note, log_key) for label, value, note in blocks]
+    return (tid, rows, fault, checked, None)
+
+
+def serve(tasks: BinaryIO, results: BinaryIO, log_vkey: str) -> None:
+    """Check chunks from ``tasks`` until told to stop, answering each on ``results``."""
+    log_key = VerifierKey.parse(log_vkey)
+    keys: dict[str, bytes] = {}
+    while True:
+        try:
+            task: Task | None = read_frame(tasks)
+        except EOFError:
+            return
+        if task is None:
+            return
+        try:
+            result = check_task(task, keys, log_key)
+        except Exception:  # a bug in the checks, not a fault in the ledger: the parent raises it
+            result = (task[0], [], None, [], traceback.format_exc())
+        try:
+            write_frame(results, result)
+        except OSError:  # the replay has finished and closed its end
+            return
+
+
+def main(argv: list[str]) -> int:
+    vkey, task_fd, result_fd = argv[0], int(argv[1]), int(argv[2])
+    with open(task_fd, "rb") as tasks, open(result_fd, "wb") as results:
+        serve(tasks, results, vkey)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
