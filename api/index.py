@@ -13,31 +13,31 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Integer, String, Text, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import Table
-from sqlmodel import Field, SQLModel
 
 from consent.state import ConsentState, GrantState
+from ledger import schema
 from ledger.canonical import canonical_bytes
 from ledger.envelope import Envelope
 from ledger.machine import StateMachine
 from ledger.store import Store
 from ledger.timefmt import format_ts
 
-
-class ConsentIndexRow(SQLModel, table=True):
-    __tablename__ = "consent_index"
-    grant_seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    subject: str = Field(sa_column=Column(String(80), nullable=False, index=True))
-    grantee: str = Field(sa_column=Column(String(32), nullable=False, index=True))
-    scope: str = Field(sa_column=Column(Text, nullable=False))
-    purpose: str = Field(sa_column=Column(Text, nullable=False))
-    valid_from: str = Field(sa_column=Column(String(27), nullable=False))
-    valid_until: str = Field(sa_column=Column(String(27), nullable=False))
-    max_uses: int | None = Field(sa_column=Column(Integer, nullable=True))
-    uses: int = Field(sa_column=Column(Integer, nullable=False))
-    revoked_seq: int | None = Field(sa_column=Column(BigInteger, nullable=True))
-
-
-consent_index: Table = ConsentIndexRow.__table__  # type: ignore[attr-defined]
+# A Core table on the ledger's metadata (not a SQLModel model): ``shulian verify`` reads it, and imports
+# no ORM (see ledger.schema).
+consent_index = Table(
+    "consent_index",
+    schema.metadata,
+    Column("grant_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("subject", String(80), nullable=False, index=True),
+    Column("grantee", String(32), nullable=False, index=True),
+    Column("scope", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("valid_from", String(27), nullable=False),
+    Column("valid_until", String(27), nullable=False),
+    Column("max_uses", Integer, nullable=True),
+    Column("uses", Integer, nullable=False),
+    Column("revoked_seq", BigInteger, nullable=True),
+)
 COLUMNS = tuple(str(c.name) for c in consent_index.columns)  # plain str: SQLAlchemy's names hash in Python
 
 

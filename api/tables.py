@@ -7,8 +7,10 @@ The ledger tables (ledger/schema.py) are the truth; these hold what must not go 
 from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, Integer, LargeBinary, String
-from sqlalchemy.schema import Table
+from sqlalchemy.schema import MetaData, Table
 from sqlmodel import Field, SQLModel
+
+metadata: MetaData = SQLModel.metadata  # these models' tables (the ledger's are on ledger.schema.metadata)
 
 
 class VaultKey(SQLModel, table=True):

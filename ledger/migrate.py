@@ -43,12 +43,12 @@ class MigrationError(LedgerError):
 def service_metadata() -> MetaData:
     """Every table the service uses (the models), what a migrated database must match."""
     import api.index
-    import api.tables  # noqa: F401 - each registers its tables on the ledger's metadata
+    import api.tables
     from api.witnesses import witness_state
     from ledger import schema
 
     out = MetaData()
-    for table in [*schema.metadata.tables.values(), witness_state]:
+    for table in [*schema.metadata.tables.values(), *api.tables.metadata.tables.values(), witness_state]:
         table.to_metadata(out)
     return out
 
