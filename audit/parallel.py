@@ -15,10 +15,12 @@ only from ``threshold`` entries on; not knowing it, the first ``threshold`` entr
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import os
 import pickle
 import queue
+import select
 import subprocess
 import sys
 import threading
@@ -46,18 +48,19 @@ from audit.worker import Result, Task, check_entry_chunk, check_task, read_frame
 DEFAULT_THRESHOLD = 20_000
 CHUNK = 1024
 DEPTH = 3
+STEAL_SPLIT = 4  # a chunk checked here while a worker is behind is this much smaller than a worker's
 
 # Where ``python -m audit.worker`` finds this package (a checkout that is not installed included).
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 def default_workers() -> int:
-    """One worker per usable CPU, or none (check in this process) when there is only one."""
+    """One worker per usable CPU but one, the replay's, which checks chunks too whenever it would wait."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return cpus if cpus > 1 else 0
+    return max(cpus - 1, 0)
 
 
 class _Sender:
@@ -95,13 +98,17 @@ class _Sender:
 
 
 class _Pending:
-    __slots__ = ("block_error", "blocks", "entries", "entry_error")
+    """A chunk in flight: handed to worker ``worker``, or checked here already (``result``)."""
+
+    __slots__ = ("block_error", "blocks", "entries", "entry_error", "result", "worker")
 
     def __init__(self) -> None:
         self.entries: list[RawEntry] = []
         self.blocks: list[RawBlock] = []
         self.entry_error: EntrySourceError | None = None
         self.block_error: BlockSourceError | None = None
+        self.worker: int | None = None
+        self.result: Result | None = None
 
 
 class ParallelFeed:
@@ -137,6 +144,9 @@ class ParallelFeed:
         self._workers = workers
         self._chunk = chunk
         self._window = workers * depth
+        self._depth = depth
+        self._next_worker = 0
+        self.stolen = 0  # chunks this process checked itself while workers ran
         # Checked chunks ready for the replay, in order, and the source error that ends a stream.
         self._ready_entries: deque[list[CheckedEntry] | EntrySourceError] = deque()
         self._ready_blocks: deque[list[CheckedBlock] | BlockSourceError] = deque()
@@ -146,7 +156,7 @@ class ParallelFeed:
         self._sent_keys = [0] * workers
         self._procs: list[subprocess.Popen[bytes]] = []
         self._senders: list[_Sender] = []
-        self._results: list[BinaryIO] = []
+        self._results: list[io.FileIO] = []  # unbuffered: select() on one tells whether an answer waits
 
     # -- lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> ParallelFeed:
@@ -201,7 +211,7 @@ class ParallelFeed:
             os.close(result_write)  # reads here as the end of its results
         self._procs.append(proc)
         self._senders.append(_Sender(open(task_write, "wb")))  # noqa: SIM115 - the sender closes it
-        self._results.append(open(result_read, "rb"))  # noqa: SIM115 - closed by close()
+        self._results.append(open(result_read, "rb", buffering=0))  # noqa: SIM115 - closed by close()
 
     def close(self) -> None:
         """Stop the workers and release the pipes (a worker still sending sees its pipe closed)."""
@@ -336,36 +346,78 @@ class ParallelFeed:
 
     # -- the workers --------------------------------------------------------------------------------
     def _advance(self) -> None:
-        """Top up the chunks in flight, then unpack the next result in order."""
+        """Top up the chunks in flight, then unpack the next result in order.
+
+        While the worker holding that chunk has not answered yet, this process checks the next new
+        chunk itself (within the window) instead of waiting: the replay and the workers share the
+        CPUs whatever their relative speeds on this machine and ledger.
+        """
         self._fill()
         if not self._pending:
             return  # nothing in flight: the caller's stream has ended, or its ready items come first
         tid = self._next_unpack
-        result = self._receive(tid) if self._pooled else None
-        pending = self._pending.pop(tid)
+        pending = self._pending[tid]
+        result = pending.result
+        if result is None and self._pooled and pending.worker is not None:
+            while not self._answer_ready(pending.worker) and self._steal():
+                pass
+            if self._pooled:  # still: stealing reads sources only, but a worker may have died meanwhile
+                result = self._receive(tid, pending.worker)
+        del self._pending[tid]
         self._unpack(pending, result if result is not None else self._check_here(tid, pending))
         self._next_unpack += 1
 
+    def _new_chunk(self, size: int) -> tuple[int, _Pending] | None:
+        """The next chunk of up to ``size`` raw entries and blocks, numbered and in flight; None at the end."""
+        if self._entries_done and self._blocks_done:
+            return None
+        pending = _Pending()
+        self._read_entries(size, pending)
+        self._read_blocks(min(size, self._window * self._chunk - self._blocks_ahead), pending)
+        self._blocks_ahead += len(pending.blocks) + (pending.block_error is not None)
+        if not (pending.entries or pending.blocks or pending.entry_error or pending.block_error):
+            return None
+        tid = self._next_tid
+        self._next_tid += 1
+        self._pending[tid] = pending
+        return tid, pending
+
     def _fill(self) -> None:
-        while self._pooled and len(self._pending) < self._window and not (self._entries_done and self._blocks_done):
-            pending = _Pending()
-            self._read_entries(self._chunk, pending)
-            self._read_blocks(min(self._chunk, self._window * self._chunk - self._blocks_ahead), pending)
-            self._blocks_ahead += len(pending.blocks) + (pending.block_error is not None)
-            if not (pending.entries or pending.blocks or pending.entry_error or pending.block_error):
+        while self._pooled and len(self._pending) < self._window:
+            made = self._new_chunk(self._chunk)
+            if made is None:
                 return
-            tid = self._next_tid
-            self._next_tid += 1
-            self._pending[tid] = pending
-            worker = tid % self._workers
+            tid, pending = made
+            worker = pending.worker = self._next_worker
+            self._next_worker = (worker + 1) % self._workers
             key_log = self._verifier.key_log
             task: Task = (tid, key_log[self._sent_keys[worker] :], pending.entries, pending.blocks)
             self._sent_keys[worker] = len(key_log)
             self._senders[worker].put(task)
 
-    def _receive(self, tid: int) -> Result | None:
-        """The result of chunk ``tid`` from its worker (each answers in order), or None if that worker died."""
-        number = tid % self._workers
+    def _steal(self) -> bool:
+        """Check a new chunk here, if the window has room for one more; whether one was checked.
+
+        A quarter of a worker's chunk: this process looks again at the worker's answer sooner, so it
+        neither leaves the answer waiting long nor takes more than its share.
+        """
+        if len(self._pending) >= self._window + self._depth * STEAL_SPLIT:
+            return False
+        made = self._new_chunk(max(self._chunk // STEAL_SPLIT, 1))
+        if made is None:
+            return False
+        tid, pending = made
+        pending.result = self._check_here(tid, pending)
+        self.stolen += 1
+        return True
+
+    def _answer_ready(self, worker: int) -> bool:
+        """Whether reading worker ``worker``'s next answer would not wait (an answer, or its end)."""
+        ready, _, _ = select.select([self._results[worker]], [], [], 0)
+        return bool(ready)
+
+    def _receive(self, tid: int, number: int) -> Result | None:
+        """The result of chunk ``tid`` from worker ``number`` (each answers in order), or None if it died."""
         proc = self._procs[number]
         try:
             result: Result = read_frame(self._results[number])

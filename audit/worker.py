@@ -12,6 +12,7 @@ pipe this program's parent made for it, never from a file or a socket.
 
 from __future__ import annotations
 
+import io
 import pickle
 import sys
 import traceback
@@ -40,16 +41,23 @@ def write_frame(stream: BinaryIO, value: object) -> None:
     stream.flush()
 
 
-def read_frame(stream: BinaryIO) -> Any:
+def _read_exactly(stream: io.BufferedIOBase | io.RawIOBase, size: int) -> bytearray:
+    """``size`` bytes, from a buffered or a raw stream (which may return fewer per read)."""
+    data = bytearray(size)
+    view = memoryview(data)
+    got = 0
+    while got < size:
+        n = stream.readinto(view[got:])
+        if not n:
+            raise EOFError("end of stream" + (" within a frame" if got else ""))
+        got += n
+    return data
+
+
+def read_frame(stream: io.BufferedIOBase | io.RawIOBase) -> Any:
     """The next frame's value; ``EOFError`` at the end of the stream (or in the middle of a frame)."""
-    head = stream.read(_LENGTH)
-    if len(head) < _LENGTH:
-        raise EOFError("end of stream")
-    size = int.from_bytes(head, "big")
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("end of stream within a frame")
-    return pickle.loads(data)  # noqa: S301 - the parent's own pipe (see the module docstring)
+    size = int.from_bytes(_read_exactly(stream, _LENGTH), "big")
+    return pickle.loads(_read_exactly(stream, size))  # noqa: S301 - the parent's own pipe (see the module docstring)
 
 
 def check_entry_chunk(entries: list[RawEntry], keys: dict[str, bytes]) -> tuple[list[Row], tuple[int, str] | None]:
@@ -74,7 +82,7 @@ def check_task(task: Task, keys: dict[str, bytes], log_key: VerifierKey) -> Resu
     return (tid, rows, fault, checked, None)
 
 
-def serve(tasks: BinaryIO, results: BinaryIO, log_vkey: str) -> None:
+def serve(tasks: io.BufferedIOBase, results: BinaryIO, log_vkey: str) -> None:
     """Check chunks from ``tasks`` until told to stop, answering each on ``results``."""
     log_key = VerifierKey.parse(log_vkey)
     keys: dict[str, bytes] = {}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 
 from api.node import Node
 from audit.export import write_export
-from audit.parallel import ParallelFeed, verify_streams
+from audit.parallel import STEAL_SPLIT, ParallelFeed, verify_streams
 from audit.sources import verify_database, verify_export
 from audit.verifier import LedgerVerifier, RawBlock, RawEntry, VerificationResult, verify_ledger
 from ledger.envelope import sign_envelope
@@ -128,6 +131,40 @@ def test_dead_worker_falls_back_to_this_process(chain: Chain) -> None:
         with pytest.warns(RuntimeWarning, match="checking the rest in this process"):
             result = verifier.run(feed.entries(), feed.blocks())
     assert result == verify_ledger(chain.vkey, ORIGIN, chain.entries(), chain.blocks)
+
+
+def run_with_worker_stopped(chain: Chain, raw: list[RawEntry]) -> tuple[VerificationResult, int]:
+    """Verify ``raw`` with one worker, stopped (SIGSTOP) for a second once it has its first chunk."""
+    verifier = LedgerVerifier(chain.vkey, ORIGIN)
+    holder: list[ParallelFeed] = []
+    resume: list[threading.Timer] = []
+
+    def source() -> Iterator[RawEntry]:
+        for seq, leaf in raw:
+            if seq == 1:  # read for the first chunk sent: the worker has just started
+                pid = holder[0]._procs[0].pid
+                os.kill(pid, signal.SIGSTOP)
+                resume.append(threading.Timer(1.0, os.kill, (pid, signal.SIGCONT)))
+                resume[0].start()
+            yield seq, leaf
+
+    with ParallelFeed(verifier, source(), chain.blocks, workers=1, threshold=0, chunk=200, depth=2) as feed:
+        holder.append(feed)
+        result = verifier.run(feed.entries(), feed.blocks())
+    resume[0].join()
+    return result, feed.stolen
+
+
+def test_replay_checks_chunks_itself_while_its_worker_is_behind(chain: Chain) -> None:
+    """The replay checks the chunks past the window itself instead of waiting, with the same verdict."""
+    entries = chain.entries()
+    tampered = [(s, flip(x) if s == 500 else x) for s, x in entries]  # in the first chunk checked here
+    for raw, expected_ok in ((entries, True), (tampered, False)):
+        result, stolen = run_with_worker_stopped(chain, raw)
+        assert stolen >= 2 * STEAL_SPLIT  # the chunks past the window, while the worker was stopped
+        assert result.ok is expected_ok
+        assert result == verify_ledger(chain.vkey, ORIGIN, raw, chain.blocks)
+    assert "seq 500" in result.message
 
 
 # -- from a database ----------------------------------------------------------------------------
