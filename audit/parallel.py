@@ -1,12 +1,14 @@
-"""The stateless checks in worker processes, the sequential replay in this one.
+"""The stateless checks in worker processes and in this one, the sequential replay in this one.
 
-Signature verification dominates (one Ed25519 verify per entry, two per block). Worker processes run
-``check_entry`` and ``check_block`` (the same helpers the in-process path runs) on chunks of raw items;
-this process reads the sources, hands out chunks and runs ``LedgerVerifier.run`` over the results in
-order. Key ids are hashes of their public keys, so a worker may verify any entry whose signer's key it
-has seen: keys reach it with each chunk (only those added since its last chunk) and from the identity
-entries in its own chunks. An entry whose key it does not know yet comes back unverified and this
-process verifies it. At most ``workers × depth`` chunks are in flight, so memory stays flat.
+Signature verification dominates (one Ed25519 verify per entry, two per block). Worker processes
+(``audit.worker``, one per CPU but one) run ``check_entry`` and ``check_block`` (the same helpers the
+in-process path runs) on chunks of raw items; this process reads the sources, hands out chunks, runs
+``LedgerVerifier.run`` over the results in order, and checks a smaller chunk itself whenever the answer
+it needs next is not there yet. Key ids are hashes of their public keys, so a worker may verify any
+entry whose signer's key it has seen: keys reach it with each chunk (only those added since its last
+chunk) and from the identity entries in its own chunks. An entry whose key it does not know yet comes
+back unverified and this process verifies it. At most ``workers × depth`` chunks are with the workers
+and ``depth × STEAL_SPLIT`` small ones checked ahead here, so memory stays flat.
 
 A small ledger never pays for starting processes: given its size, ``verify_streams`` starts workers
 only from ``threshold`` entries on; not knowing it, the first ``threshold`` entries are checked here.
