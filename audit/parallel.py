@@ -48,7 +48,7 @@ from audit.verifier import (
 from audit.worker import Result, Task, check_entry_chunk, check_task, read_frame, write_frame
 
 DEFAULT_THRESHOLD = 20_000
-CHUNK = 1024
+CHUNK = 512
 DEPTH = 3
 STEAL_SPLIT = 4  # a chunk checked here while a worker is behind is this much smaller than a worker's
 
@@ -202,6 +202,9 @@ class ParallelFeed:
                 [sys.executable, "-m", "audit.worker", vkey, str(task_read), str(result_write)],
                 pass_fds=(task_read, result_write),
                 stdin=subprocess.DEVNULL,
+                # A process group of its own: Ctrl-C at a terminal reaches the verifier, which stops it
+                # by closing its pipes, and not the worker (a traceback of its own would bury the one line).
+                process_group=0,
                 env=env,
             )
         except BaseException:

@@ -167,6 +167,17 @@ def test_replay_checks_chunks_itself_while_its_worker_is_behind(chain: Chain) ->
     assert "seq 500" in result.message
 
 
+def test_workers_are_out_of_the_terminals_reach(chain: Chain) -> None:
+    """Ctrl-C goes to the terminal's foreground process group: the workers are in groups of their own."""
+    verifier = LedgerVerifier(chain.vkey, ORIGIN)
+    with ParallelFeed(verifier, chain.entries(), chain.blocks, workers=2, threshold=0, chunk=200) as feed:
+        result = verifier.run(feed.entries(), feed.blocks())
+        groups = {os.getpgid(proc.pid) for proc in feed._procs}
+        assert groups == {proc.pid for proc in feed._procs}
+        assert os.getpgid(0) not in groups
+    assert result.ok, result.message
+
+
 # -- from a database ----------------------------------------------------------------------------
 
 
