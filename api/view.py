@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from consent.state import ConsentState
 from keys.registry import KeyRecord, KeyRegistry
 from ledger import schema
-from ledger.envelope import parse_envelope
+from ledger.envelope import parse_stored
 from ledger.store import Store
 
 _LAST_SEQ = f"SELECT max(seq) FROM {schema.entries.name}"  # noqa: S608 (constants only)
@@ -34,7 +34,7 @@ class LedgerView:
             if size <= self._scanned:
                 return
             for seq, leaf in Store.entries_between(conn, self._scanned, size):
-                env = parse_envelope(leaf)
+                env = parse_stored(leaf)
                 signer = None if seq == 0 else self.registry.signer(env, seq)
                 self.registry.apply(seq, env)
                 self.state.apply(seq, env, signer, self.registry)

@@ -13,7 +13,6 @@ builder makes its entries inside the writer, against state no other writer can c
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from keys.registry import IDENTITY_TYPES, KeyRegistry
 from ledger import schema, sodium
 from ledger.block import GENESIS_PREV, MAX_CLOCK_SKEW_SECONDS, BlockHeader, sign_header
 from ledger.canonical import canonical_bytes
-from ledger.envelope import VERSION, Envelope, parse_envelope
+from ledger.envelope import VERSION, Envelope, parse_envelope, parse_stored
 from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError, SignatureError
 from ledger.machine import Attach, BuildContext, Builder, Indexer, StateMachine
 from ledger.note import Checkpoint, sign_note, signer_vkey
@@ -155,20 +154,6 @@ def _signed_bytes(env: Envelope) -> bytes:
     if env.leaf.endswith(sig_member + tail):
         return env.leaf[: -len(sig_member) - len(tail)] + tail
     return env.signed_bytes()
-
-
-def _stored_envelope(leaf: bytes) -> Envelope:
-    """An entry read back from the ledger, parsed for replay into the cached state.
-
-    Its canonical form, shape and signature were checked when it was appended (and ``shulian
-    verify`` checks them again), so only the JSON is parsed; anything unexpected takes the full
-    ``parse_envelope``, which says what is wrong.
-    """
-    try:
-        v = json.loads(leaf)
-        return Envelope(v["type"], v["ts"], v["actor"], v["body"], base64.b64decode(v["sig"]), leaf)
-    except (ValueError, TypeError, KeyError):
-        return parse_envelope(leaf)
 
 
 class LogKeyMismatch(LedgerError):
@@ -350,14 +335,14 @@ class Sequencer:
         self._frontier = CompactRange(size, [nodes[n] for n in root_nodes(size)])
         if self._machines:
             for seq, leaf in Store.entries_between(conn, self._scanned, size):
-                env = _stored_envelope(leaf)
+                env = parse_stored(leaf)
                 signer = None if seq == 0 else self._registry.signer(env, seq)
                 self._registry.apply(seq, env)
                 for m in self._machines:
                     m.apply(seq, env, signer, self._registry)
         else:
             for seq, leaf in Store.entries_of_types(conn, IDENTITY_TYPES, self._scanned):
-                self._registry.apply(seq, _stored_envelope(leaf))
+                self._registry.apply(seq, parse_stored(leaf))
         self._scanned = size
         self._size = size
         self._head = head
