@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections import deque
+from collections import ChainMap, deque
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -446,7 +446,13 @@ class ParallelFeed:
         self._inline_left = sys.maxsize
 
     def _check_here(self, tid: int, pending: _Pending) -> Result:
-        return check_task((tid, [], pending.entries, pending.blocks), dict(self._verifier.keys), self._verifier.log_key)
+        """Check a chunk in this process, with the keys the replay knows so far.
+
+        The keys its entries introduce go to an overlay, never into the replay's own map (which only
+        the replay extends, in order); no copy of that map is made, however many keys the ledger has.
+        """
+        keys = ChainMap[str, bytes]({}, self._verifier.keys)
+        return check_task((tid, [], pending.entries, pending.blocks), keys, self._verifier.log_key)
 
     def _unpack(self, pending: _Pending, result: Result) -> None:
         _tid, rows, fault, blocks, _error = result

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import heapq
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
@@ -128,7 +128,7 @@ def introduced_key(env: Envelope) -> tuple[str, bytes] | None:
     return kid, pub
 
 
-def learn_key(env: Envelope, keys: dict[str, bytes]) -> tuple[str, bytes] | None:
+def learn_key(env: Envelope, keys: MutableMapping[str, bytes]) -> tuple[str, bytes] | None:
     """Add the key ``env`` introduces to ``keys``; return it if it was new."""
     found = introduced_key(env)
     if found is None or found[0] in keys:

@@ -16,6 +16,7 @@ import io
 import pickle
 import sys
 import traceback
+from collections.abc import MutableMapping
 from typing import Any, BinaryIO
 
 from audit.verifier import CheckedBlock, RawBlock, RawEntry, check_block, check_entry, learn_key
@@ -60,7 +61,9 @@ def read_frame(stream: io.BufferedIOBase | io.RawIOBase) -> Any:
     return pickle.loads(_read_exactly(stream, size))  # noqa: S301 - the parent's own pipe (see the module docstring)
 
 
-def check_entry_chunk(entries: list[RawEntry], keys: dict[str, bytes]) -> tuple[list[Row], tuple[int, str] | None]:
+def check_entry_chunk(
+    entries: list[RawEntry], keys: MutableMapping[str, bytes]
+) -> tuple[list[Row], tuple[int, str] | None]:
     """``check_entry`` over a chunk, learning keys as it goes; stops at the first fault (index, reason)."""
     rows: list[Row] = []
     for index, (_seq, leaf) in enumerate(entries):
@@ -73,7 +76,7 @@ def check_entry_chunk(entries: list[RawEntry], keys: dict[str, bytes]) -> tuple[
     return rows, None
 
 
-def check_task(task: Task, keys: dict[str, bytes], log_key: VerifierKey) -> Result:
+def check_task(task: Task, keys: MutableMapping[str, bytes], log_key: VerifierKey) -> Result:
     """One chunk's result; ``keys`` learns the keys sent with it and those its entries register."""
     tid, new_keys, entries, blocks = task
     keys.update(new_keys)
