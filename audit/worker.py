@@ -1,6 +1,6 @@
 """A verification worker: ``python -m audit.worker LOG_VKEY TASK_FD RESULT_FD``.
 
-``audit.parallel.ParallelFeed`` starts one per CPU as a plain subprocess holding two pipe ends: it reads
+``audit.parallel.ParallelFeed`` starts one per CPU but one, each a plain subprocess holding two pipe ends: it reads
 chunks from ``TASK_FD``, checks them (``check_entry_chunk``, ``check_block``: the helpers the
 in-process path runs) and writes each result to ``RESULT_FD``, in the order the chunks came. A ``None``
 task or the end of its input stops it. No ``multiprocessing`` machinery: no resource tracker process,
@@ -107,6 +107,9 @@ def serve(tasks: io.BufferedIOBase, results: BinaryIO, log_vkey: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if len(argv) != 3 or not argv[1].isdigit() or not argv[2].isdigit():
+        print("usage: python -m audit.worker LOG_VKEY TASK_FD RESULT_FD (started by shulian verify)", file=sys.stderr)
+        return 2
     vkey, task_fd, result_fd = argv[0], int(argv[1]), int(argv[2])
     with open(task_fd, "rb") as tasks, open(result_fd, "wb") as results:
         serve(tasks, results, vkey)
