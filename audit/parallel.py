@@ -366,8 +366,7 @@ class ParallelFeed:
         if result is None and self._pooled and pending.worker is not None:
             while not self._answer_ready(pending.worker) and self._steal():
                 pass
-            if self._pooled:  # still: stealing reads sources only, but a worker may have died meanwhile
-                result = self._receive(tid, pending.worker)
+            result = self._receive(tid, pending.worker)
         del self._pending[tid]
         self._unpack(pending, result if result is not None else self._check_here(tid, pending))
         self._next_unpack += 1

@@ -30,7 +30,7 @@ from keys.keyid import key_id
 from keys.registry import KeyRecord, KeyRegistry
 from ledger import sodium
 from ledger.block import GENESIS_PREV, MAX_CLOCK_SKEW_SECONDS, BlockError, BlockHeader, entry_time_fits, parse_header
-from ledger.envelope import Envelope, parse_envelope
+from ledger.envelope import Envelope, parse_envelope, signed_bytes
 from ledger.errors import LedgerError, NoteError, SignatureError
 from ledger.note import ALG_ED25519, VerifierKey, verify_checkpoint
 from ledger.timefmt import format_ts, parse_ts
@@ -135,20 +135,6 @@ def learn_key(env: Envelope, keys: MutableMapping[str, bytes]) -> tuple[str, byt
         return None
     keys[found[0]] = found[1]
     return found
-
-
-def signed_bytes(env: Envelope) -> bytes:
-    """``env.signed_bytes()``, cut from the canonical leaf: the leaf without its top-level ``"sig"`` member.
-
-    Keys sort actor, body, sig, ts, type, v, and nothing after the top-level sig can hold ``,"sig":"``,
-    so the last occurrence is that member; removing a member of a canonical object leaves the
-    canonical form of the rest.
-    """
-    member = b',"sig":"' + base64.b64encode(env.sig) + b'"'
-    cut = env.leaf.rfind(member)
-    if cut < 0:
-        return env.signed_bytes()
-    return env.leaf[:cut] + env.leaf[cut + len(member) :]
 
 
 def verify_signature(env: Envelope, public_key: bytes) -> None:

@@ -109,6 +109,20 @@ def parse_envelope(leaf: bytes) -> Envelope:
     return Envelope(value["type"], value["ts"], value["actor"], value["body"], sig, leaf, at)
 
 
+def signed_bytes(env: Envelope) -> bytes:
+    """``env.signed_bytes()`` cut from the canonical leaf, without re-encoding it: the leaf less its ``"sig"``.
+
+    Keys sort actor, body, sig, ts, type, v, and nothing after the top-level sig can hold ``,"sig":"``,
+    so the last occurrence is that member; removing a member of a canonical object leaves the
+    canonical form of the rest.
+    """
+    member = b',"sig":"' + base64.b64encode(env.sig) + b'"'
+    cut = env.leaf.rfind(member)
+    if cut < 0:
+        return env.signed_bytes()
+    return env.leaf[:cut] + env.leaf[cut + len(member) :]
+
+
 def parse_stored(leaf: bytes) -> Envelope:
     """An entry read back from the ledger, its JSON parsed and nothing re-checked (for replaying state).
 

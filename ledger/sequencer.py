@@ -12,7 +12,6 @@ builder makes its entries inside the writer, against state no other writer can c
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from keys.registry import IDENTITY_TYPES, KeyRegistry
 from ledger import schema, sodium
 from ledger.block import GENESIS_PREV, MAX_CLOCK_SKEW_SECONDS, BlockHeader, sign_header
 from ledger.canonical import canonical_bytes
-from ledger.envelope import VERSION, Envelope, parse_envelope, parse_stored
+from ledger.envelope import Envelope, parse_envelope, parse_stored, signed_bytes
 from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError, SignatureError
 from ledger.machine import Attach, BuildContext, Builder, Indexer, StateMachine
 from ledger.note import Checkpoint, sign_note, signer_vkey
@@ -142,20 +141,6 @@ def _outcome(p: _Pending) -> Receipt | LedgerError:
     return p.result[0]
 
 
-def _signed_bytes(env: Envelope) -> bytes:
-    """The bytes ``env.sig`` covers, cut from the canonical leaf without re-encoding it.
-
-    Keys sort ``actor, body, sig, ts, type, v``, so a canonical leaf ends with the members after
-    ``body``; dropping ``"sig"`` from a canonical object leaves the canonical object without it.
-    Falls back to re-encoding if the tail is not the expected one.
-    """
-    tail = f',"ts":"{env.ts}","type":"{env.type}","v":{VERSION}}}'.encode()
-    sig_member = f',"sig":"{base64.b64encode(env.sig).decode()}"'.encode()
-    if env.leaf.endswith(sig_member + tail):
-        return env.leaf[: -len(sig_member) - len(tail)] + tail
-    return env.signed_bytes()
-
-
 class LogKeyMismatch(LedgerError):
     status = 500
 
@@ -249,7 +234,7 @@ class Sequencer:
         # A cached key is the right key (key ids are hashes of keys). Verified in the caller's
         # thread, outside the writer, without the GIL; a builder's entries, on the committing thread
         # inside the writer, holding it (getting it back would stall the whole batch).
-        if pub is not None and not sodium.verify(pub, _signed_bytes(env), env.sig, release_gil=not in_writer):
+        if pub is not None and not sodium.verify(pub, signed_bytes(env), env.sig, release_gil=not in_writer):
             raise SignatureError("signature does not verify")
         return _Pending([env], [pub is not None])
 
