@@ -77,6 +77,8 @@ class Node:
             from api.metrics import observe_commit  # prometheus-client only once appending (see api.metrics)
 
             log_key = self.local_key("log").signing
+            # The service key signs the decisions and releases that builders make in this process.
+            own = [self.local_key("service").signing.verify_key.encode()] if self.key_path("service").exists() else []
             with self._opening:
                 if self._sequencer is None:
                     self._sequencer = Sequencer(
@@ -86,6 +88,7 @@ class Node:
                         machines=lambda: [ConsentState()],
                         index=write_index,
                         observe=observe_commit,
+                        own_keys=own,
                     )
         return self._sequencer
 

@@ -44,12 +44,16 @@ def b64(raw: bytes) -> str:
 
 
 def receipt_proofs(node: Node, receipts: Sequence[Receipt]) -> list[list[bytes]]:
-    """Each receipt's inclusion proof against the checkpoint in it, from one read of the tree nodes.
+    """Each receipt's inclusion proof against the checkpoint in it.
 
-    A receipt names its entry's seq and the tree size its block sealed, so no head or leaf-hash
-    look-up is needed: the proof's nodes are known from those two numbers. They are read from the
-    primary (a read replica may not have the block yet), all receipts' nodes in one query.
+    The sequencer's receipts carry the nodes of their batch (``Receipt.inclusion``), so these proofs
+    need no read. Otherwise the receipt names its entry's seq and the tree size its block sealed, so
+    the proof's nodes are known from those two numbers; they are read from the primary (a read
+    replica may not have the block yet), all receipts' nodes in one query.
     """
+    kept = [r.inclusion() for r in receipts]
+    if all(proof is not None for proof in kept):
+        return [proof for proof in kept if proof is not None]
     plans = [plan_inclusion(r.seq, r.tree_size) for r in receipts]
     wanted = {n for plan in plans for n in plan.nodes}
     stored: dict[tuple[int, int], bytes] = {}

@@ -164,6 +164,34 @@ def plan_consistency(first: int, second: int) -> ProofPlan:
     return ProofPlan(_ranges_consistency(first, second))
 
 
+class BatchNodes:
+    """The nodes that prove a batch of appended leaves, kept from sealing it: no stored tree is read.
+
+    ``edge`` is the tree's right edge before the batch (the roots of its complete subtrees, as
+    ``(node, hash)``) and ``rows`` every node the batch completed (``CompactRange.extend_rows``). On the
+    path of a batch leaf in the tree the batch sealed, a sibling to the right lies in the batch, and a
+    sibling to the left either lies in the batch or is a complete subtree whose parent straddles the
+    batch's first leaf, which is a root of the old right edge; so every node of those proofs is here.
+    The map is built on the first proof asked for, outside the sequencer's commit path.
+    """
+
+    __slots__ = ("_edge", "_map", "_rows")
+
+    def __init__(self, edge: Sequence[tuple[Node, bytes]], rows: Sequence[tuple[int, int, bytes]]) -> None:
+        self._edge = edge
+        self._rows = rows
+        self._map: dict[Node, bytes] | None = None
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        """PATH(index, D[size]) for a leaf of the batch and the size the batch sealed."""
+        stored = self._map
+        if stored is None:
+            stored = dict(self._edge)
+            stored.update(((level, i), h) for level, i, h in self._rows)
+            self._map = stored
+        return plan_inclusion(index, size).assemble(stored)
+
+
 def root_from_leaves(leaves: Sequence[bytes]) -> bytes:
     """MTH over leaf *hashes* by RFC 9162's recursion (reference for tests; O(n) memory)."""
     if not leaves:

@@ -141,6 +141,42 @@ def test_random_large_sizes(seed: int) -> None:
             tree.verify_consistency(first, size, t.root(first), root, proof)
 
 
+def batch_proofs(start: int, end: int) -> tree.BatchNodes:
+    """A batch of leaves [start, end) sealed on a tree of ``start`` leaves, as the sequencer keeps it."""
+    hashes = leaf_hashes(LARGE)
+    compact = tree.CompactRange()
+    compact.extend_rows(hashes[:start], [])
+    edge = list(zip(tree.root_nodes(start), compact.hashes, strict=True))
+    rows: list[tuple[int, int, bytes]] = []
+    compact.extend_rows(hashes[start:end], rows)
+    return tree.BatchNodes(edge, rows)
+
+
+def test_a_batch_proves_its_own_leaves_without_the_stored_tree() -> None:
+    """Every leaf of every batch [start, end) for end up to 128: the proof from the batch's nodes alone
+    is the proof from the whole tree (the sequencer answers appends with these)."""
+    for end in range(1, 129):
+        full = grown(end)
+        for start in range(end):
+            kept = batch_proofs(start, end)
+            for index in range(start, end):
+                assert kept.inclusion(index, end) == full.inclusion_proof(index), (start, end, index)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_batch_proves_its_leaves_at_large_sizes(seed: int) -> None:
+    rng = random.Random(seed)
+    full = grown(LARGE)
+    for _ in range(40):
+        end = rng.randrange(2, LARGE + 1)
+        start = rng.randrange(max(0, end - 600), end)
+        kept = batch_proofs(start, end)
+        for index in {start, end - 1, rng.randrange(start, end)}:
+            proof = kept.inclusion(index, end)
+            assert proof == full.inclusion_proof(index, end), (start, end, index)
+            tree.verify_inclusion(index, end, leaf_hashes(LARGE)[index], proof, full.root(end))
+
+
 def test_bad_arguments() -> None:
     t = grown(10)
     for index, size in [(-1, 10), (10, 10), (0, 0), (0, 11), (5, 3)]:

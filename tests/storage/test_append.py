@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from pathlib import Path
 
 import pytest
 
 from api.node import Node
-from ledger.errors import DuplicateEntryError, LedgerError, NotFoundError, RangeError
+from ledger import sodium
+from ledger.canonical import canonical_bytes
+from ledger.errors import DuplicateEntryError, LedgerError, NotFoundError, RangeError, SignatureError
 from ledger.log import LogReader
 from ledger.note import verify_checkpoint
 from ledger.sequencer import Receipt, Sequencer
@@ -204,6 +208,8 @@ def test_many_threads_hand_the_lead_over(node: Node, ledger_url: str) -> None:
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     summary = check_ledger(ledger_url)
     assert all(summary.leaf_hashes[r.seq] == r.leaf_hash for r in receipts)
+    for r in receipts:  # each answer's proof, from its batch's nodes, is the stored tree's proof
+        assert r.inclusion() == node.reader.inclusion(r.leaf_hash, r.tree_size).hashes
 
 
 def test_a_builder_repeating_an_entry_is_refused_alone(node: Node, ledger_url: str) -> None:
@@ -236,4 +242,42 @@ def test_a_builder_repeating_an_entry_is_refused_alone(node: Node, ledger_url: s
     assert isinstance(results.pop(3), DuplicateEntryError)
     assert all(isinstance(r, list) and len(r) == 1 for r in results.values())
     assert node.reader.size() == before + 7
+    check_ledger(ledger_url)
+
+
+def test_a_builder_entry_is_verified_unless_signed_with_an_own_key(
+    node: Node, ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``own_keys``: a builder's entry signed with a key this process holds is not verified again; any
+    other builder entry is, and so is every submitted entry, own key or not."""
+    own = register(node, "own-dept", "department")
+    other = register(node, "other-dept", "department")
+    seq = Sequencer(
+        node.store, node.local_key("log").signing, node.reader.origin, own_keys=[own.signing.verify_key.encode()]
+    )
+
+    def broken(leaf: bytes) -> bytes:
+        doc = json.loads(leaf)
+        sig = bytearray(base64.b64decode(doc["sig"]))
+        sig[0] ^= 1
+        doc["sig"] = base64.b64encode(bytes(sig)).decode()
+        return canonical_bytes(doc)
+
+    before = node.reader.size()
+    with pytest.raises(SignatureError):
+        seq.transact(lambda ctx: [broken(record_entry(other, 0, tag="own"))])
+    with pytest.raises(SignatureError):
+        seq.append(broken(record_entry(own, 1, tag="own")))
+    assert node.reader.size() == before
+    checked: list[bytes] = []
+    real = sodium.verify
+
+    def counting(pub: bytes, message: bytes, sig: bytes, *, release_gil: bool = False) -> bool:
+        checked.append(pub)
+        return real(pub, message, sig, release_gil=release_gil)
+
+    monkeypatch.setattr(sodium, "verify", counting)
+    made = seq.transact(lambda ctx: [record_entry(own, 2, tag="own"), record_entry(other, 3, tag="own")])
+    assert [r.seq for r in made] == [before, before + 1]
+    assert checked == [other.signing.verify_key.encode()]  # the own key's entry was not verified again
     check_ledger(ledger_url)
