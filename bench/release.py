@@ -46,6 +46,11 @@ WARMUP_S = 5.0  # at least, and until every thread has had WARMUP_REQUESTS answe
 WARMUP_REQUESTS = 3
 WARMUP_MAX_S = 180.0
 PATH = "/v1/access/requests"
+# Concurrent clients of `make bench`. Throughput is measured at saturation: with 16 clients the server sat
+# at 110-140 % of two cores, its group commits waiting for requests, and releases/s rose with the clients
+# up to about 64-96 (2026-11-30: 16 -> ~205/s, 48 -> ~340/s, 96 -> ~330-370/s, 192 -> ~290/s, as latency
+# grew). p50 and p99 are those of this many clients waiting on each other.
+LOAD_THREADS = 64
 REQUESTS_PER_CONNECTION = 200  # then the connection is reopened (the kernel may give it to another worker)
 # Requests signed before the clock starts, per second of run (more are signed as needed, and counted).
 PRESIGN_PER_S = int(os.environ.get("SHULIAN_BENCH_PRESIGN_PER_S", "1500"))
@@ -327,7 +332,7 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
 
 def release_figures(
     home: Path,
-    threads: int = 16,
+    threads: int = LOAD_THREADS,
     seconds: float = 20.0,
     workers: int = 2,
     *,
@@ -401,14 +406,14 @@ def release_report(
     """
     log("releases per second: a load process against `shulian serve --workers 2` (SQLite)")
     with scratch() as home:
-        rel = release_figures(home, threads=16, seconds=seconds, workers=2)
+        rel = release_figures(home, threads=LOAD_THREADS, seconds=seconds, workers=2)
     log(f"  {rel}")
     log("releases per second: two `shulian serve --workers 1` replicas on one PostgreSQL database")
     with scratch() as home, postgres_database() as db:
         if db is None:
             two: dict[str, Any] = {"per_s": None, "reason": "PostgreSQL not reachable"}
         else:
-            two = release_figures(home, threads=16, seconds=seconds, workers=1, db=db, replicas=2)
+            two = release_figures(home, threads=LOAD_THREADS, seconds=seconds, workers=1, db=db, replicas=2)
     log(f"  {two}")
     ratio = rel["per_s"] and round(rel["per_s"] / ed, 4)
     two_ratio = two["per_s"] and round(two["per_s"] / ed, 4)
