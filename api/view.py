@@ -2,11 +2,14 @@
 
 Any replica may append; before each read the view applies the entries appended since it last looked
 (one indexed query when there are none). Reads hold the view's lock so they see one consistent state.
+Reads that arrive while a refresh is under way share the next one: a read waiting for the lock needs
+no refresh of its own once a refresh that began after it arrived has finished.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -26,8 +29,17 @@ class LedgerView:
         self.state = ConsentState()
         self._scanned = 0
         self._lock = threading.RLock()
+        self._refreshed = 0  # perf_counter_ns() at the start of the last refresh that completed
 
-    def _refresh(self) -> None:
+    def _refresh(self, asked: int = -1) -> None:
+        """Apply what was appended since the last refresh, unless one that began after ``asked`` did."""
+        if asked < self._refreshed:
+            return
+        started = time.perf_counter_ns()
+        self._refresh_now()
+        self._refreshed = started
+
+    def _refresh_now(self) -> None:
         with self.store.reader() as conn:
             last = conn.exec_driver_sql(_LAST_SEQ).scalar()
             size = 0 if last is None else int(last) + 1
@@ -43,15 +55,17 @@ class LedgerView:
     @contextmanager
     def read(self) -> Iterator[tuple[KeyRegistry, ConsentState]]:
         """The current registry and consent state, refreshed, under the view's lock."""
+        asked = time.perf_counter_ns()
         with self._lock:
-            self._refresh()
+            self._refresh(asked)
             yield self.registry, self.state
 
     def key(self, key_id: str) -> KeyRecord | None:
+        asked = time.perf_counter_ns()
         with self._lock:
             rec = self.registry.keys.get(key_id)
             if rec is None:
-                self._refresh()
+                self._refresh(asked)
                 rec = self.registry.keys.get(key_id)
             return rec
 

@@ -241,14 +241,19 @@ class Sequencer:
 
     # -- internals ------------------------------------------------------------------------------
     def _prepare(self, leaf: bytes, *, in_writer: bool = False) -> _Pending:
+        if in_writer and self._own:
+            # A builder's entry that this process signed with its own key (``sign_envelope``, which
+            # makes canonical bytes) is read as a stored entry is: neither re-checked nor re-verified.
+            made = parse_stored(leaf)
+            if self._registry.public_key(made.actor) in self._own:
+                return _Pending([made], [True])
         env = parse_envelope(leaf)
         pub = self._registry.public_key(env.actor)
         # A cached key is the right key (key ids are hashes of keys). Verified in the caller's
         # thread, outside the writer, without the GIL; a builder's entries, on the committing thread
-        # inside the writer, holding it (getting it back would stall the whole batch), unless this
-        # process signed them with that very key (``own_keys``).
-        if pub is None or (in_writer and pub in self._own):
-            return _Pending([env], [pub is not None])
+        # inside the writer, holding it (getting it back would stall the whole batch).
+        if pub is None:
+            return _Pending([env], [False])
         if not sodium.verify(pub, signed_bytes(env), env.sig, release_gil=not in_writer):
             raise SignatureError("signature does not verify")
         return _Pending([env], [True])
