@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,26 +88,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     level = args.log_level or settings.log_level
     fmt = args.log_format or settings.effective_log_format
     logs.configure(fmt, level)
+    from api import writer
+
+    # serve sets these for the processes it starts; an in-process caller gets its environment back
+    saved = {name: os.environ.get(name) for name in ("PROMETHEUS_MULTIPROC_DIR", "SHULIAN_DB", writer.SOCKET_VARIABLE)}
     metrics_dir: Path | None = None
-    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the workers and the writer process count together
         from api.metrics import prepare_multiprocess_dir  # before any worker imports prometheus-client
 
         metrics_dir = prepare_multiprocess_dir(settings.home)
-    from api.app import create_app
-    from api.node import Node
-
-    node = Node(args.db)
-    node.reader.origin  # noqa: B018 - fail early, in one line, when the ledger is not initialised
-    require_current_schema(node)
-    start_witness_follower(args.db)
-    options: dict[str, Any] = {
-        "host": args.host,
-        "port": args.port,
-        "log_level": level,
-        "log_config": logs.log_config(fmt, level),
-        "access_log": False,  # one access line per request comes from shulian.access (api.edge)
-    }
+    started: tuple[subprocess.Popen[bytes], Path] | None = None
     try:
+        from api.app import create_app
+        from api.node import Node
+
+        node = Node(args.db)
+        node.reader.origin  # noqa: B018 - fail early, in one line, when the ledger is not initialised
+        require_current_schema(node)
+        start_witness_follower(args.db)
+        if args.db:
+            os.environ["SHULIAN_DB"] = args.db  # the writer and each worker open their node from the environment
+        started = writer.start()  # decides and commits the access requests of every worker
+        os.environ[writer.SOCKET_VARIABLE] = str(started[1])
+        node.writer = writer.WriterClient(str(started[1]))
+        options: dict[str, Any] = {
+            "host": args.host,
+            "port": args.port,
+            "log_level": level,
+            "log_config": logs.log_config(fmt, level),
+            "access_log": False,  # one access line per request comes from shulian.access (api.edge)
+        }
         if args.workers == 1:
             from api.asgi import tune_interpreter
 
@@ -114,14 +125,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             uvicorn.run(create_app(node, settings), **options)
             return 0
         node.close()
-        if args.db:
-            os.environ["SHULIAN_DB"] = args.db  # each worker process opens its own node from the environment
         uvicorn.run("api.asgi:app_from_env", factory=True, workers=args.workers, **options)
     finally:
+        if started is not None:
+            writer.stop(*started)
         if metrics_dir is not None:
             from api.metrics import remove_multiprocess_dir
 
             remove_multiprocess_dir(metrics_dir)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return 0
 
 

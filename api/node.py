@@ -12,6 +12,7 @@ from api.index import write_index
 from api.nonces import NonceRegister
 from api.vault import Vault
 from api.view import LedgerView
+from api.writer import client_from_env
 from consent.state import ConsentState
 from keys.keystore import StoredKey, home, load_key, save_keystore
 from ledger import schema
@@ -46,6 +47,7 @@ class Node:
         self.view = LedgerView(self.store)
         self.nonces = NonceRegister(self.store)
         self.vault = Vault(self.key_path("vault-master"))
+        self.writer = client_from_env()  # set when `serve` runs a writer process for its workers (api.writer)
         self._sequencer: Sequencer | None = None
         self._keys: dict[str, StoredKey] = {}
         self._opening = threading.RLock()
@@ -96,6 +98,8 @@ class Node:
         return self.sequencer.append(leaf)
 
     def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
         self.nonces.close()
         self.store.close()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -142,29 +142,46 @@ class AccessResult:
     decision: Decision
     receipts: list[Receipt]
     sealed: bytes | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def request_access(
-    node: Node, caller: Caller, *, dataset: str, record: str, fields: list[str], purpose: str
+    node: Node, requester: str, request_hash: str, *, dataset: str, record: str, fields: list[str], purpose: str
 ) -> AccessResult:
-    """Decide a department's request inside the writer; log the decision, and for an allow the release."""
+    """Decide a department's request inside the writer; log the decision, and for an allow the release.
+
+    Through the node's writer process when ``serve`` started one (``api.writer``); here when it did
+    not, or when that process cannot be reached before the request is sent to it.
+    """
+    writer = node.writer
+    if writer is not None:
+        done = writer.access(requester, request_hash, dataset=dataset, record=record, fields=fields, purpose=purpose)
+        if done is not None:
+            return done
+    return decide_and_release(
+        node, requester, request_hash, dataset=dataset, record=record, fields=fields, purpose=purpose
+    )
+
+
+def decide_and_release(
+    node: Node, requester: str, request_hash: str, *, dataset: str, record: str, fields: list[str], purpose: str
+) -> AccessResult:
+    """``request_access`` in this process: a builder that decides, and for an allow releases, in the writer."""
     service = node.local_key("service").signing
     made: dict[str, Any] = {}
 
     def build(ctx: BuildContext) -> list[bytes]:
         state = ctx.machines[0]
         assert isinstance(state, ConsentState)
-        if state.decision_of_request(caller.request_hash) is not None:
+        if state.decision_of_request(request_hash) is not None:
             raise StateConflict("this signed request was already decided")
         decision = decide(
-            state, ctx.registry, requester=caller.key_id, dataset=dataset, record=record, fields=fields,
+            state, ctx.registry, requester=requester, dataset=dataset, record=record, fields=fields,
             purpose=purpose, at=ctx.time,
         )  # fmt: skip
         made["decision"] = decision
         ts = format_ts(ctx.time)
         body = decision_body(
-            decision, request=caller.request_hash, requester=caller.key_id, dataset=dataset, record=record,
+            decision, request=request_hash, requester=requester, dataset=dataset, record=record,
             fields=fields, purpose=purpose,
         )  # fmt: skip
         leaves = [sign_envelope(service, "access.decision", body, ts=ts)]
@@ -181,13 +198,13 @@ def request_access(
         payload = build_release(
             ctx.next_seq, decision.record_seq, dataset, record, decision.subject, commit.commitment, items
         )
-        key = ctx.registry.keys[caller.key_id]
+        key = ctx.registry.keys[requester]
         if key.x25519 is None:
             raise Forbidden("the requesting key has no X25519 key to seal a release to")
         sealed = seal(payload, key.x25519)
         made["sealed"] = sealed
         release = usage_release_body(
-            decision=ctx.next_seq, requester=caller.key_id, record_seq=decision.record_seq, sealed=sealed
+            decision=ctx.next_seq, requester=requester, record_seq=decision.record_seq, sealed=sealed
         )
         leaves.append(sign_envelope(service, "usage.release", release, ts=ts))
         return leaves

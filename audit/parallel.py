@@ -45,7 +45,8 @@ from audit.verifier import (
     StateMachine,
     VerificationResult,
 )
-from audit.worker import Result, Task, check_entry_chunk, check_task, read_frame, write_frame
+from audit.worker import Result, Task, check_entry_chunk, check_task
+from ledger.frames import read_frame, write_frame
 
 DEFAULT_THRESHOLD = 20_000
 CHUNK = 512

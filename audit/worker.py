@@ -6,14 +6,13 @@ in-process path runs) and writes each result to ``RESULT_FD``, in the order the 
 task or the end of its input stops it. No ``multiprocessing`` machinery: no resource tracker process,
 no semaphores, no feeder threads here, and nothing imported beyond the checks themselves.
 
-Frames are an 8-byte big-endian length and a pickle. Pickles are read only from the other end of a
-pipe this program's parent made for it, never from a file or a socket.
+Frames are ``ledger.frames``: an 8-byte big-endian length and a pickle, read only from the other end
+of a pipe this program's parent made for it.
 """
 
 from __future__ import annotations
 
 import io
-import pickle
 import sys
 import traceback
 from collections.abc import MutableMapping
@@ -21,6 +20,7 @@ from typing import Any, BinaryIO
 
 from audit.verifier import CheckedBlock, RawBlock, RawEntry, check_block, check_entry, learn_key
 from ledger.errors import LedgerError
+from ledger.frames import read_frame, write_frame
 from ledger.note import VerifierKey
 
 # What a worker sends back per entry: (leaf hash, type, ts, actor, body, sig, signature verified).
@@ -30,35 +30,6 @@ Task = tuple[int, list[tuple[str, bytes]], list[RawEntry], list[RawBlock]]
 # Its result: the number, checked rows, the first fault (index in the chunk, reason), checked blocks,
 # and a traceback if the checks themselves failed.
 Result = tuple[int, list[Row], tuple[int, str] | None, list[CheckedBlock], str | None]
-
-_LENGTH = 8
-
-
-def write_frame(stream: BinaryIO, value: object) -> None:
-    """Write ``value`` as one frame and flush it."""
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(len(data).to_bytes(_LENGTH, "big"))
-    stream.write(data)
-    stream.flush()
-
-
-def _read_exactly(stream: io.BufferedIOBase | io.RawIOBase, size: int) -> bytearray:
-    """``size`` bytes, from a buffered or a raw stream (which may return fewer per read)."""
-    data = bytearray(size)
-    view = memoryview(data)
-    got = 0
-    while got < size:
-        n = stream.readinto(view[got:])
-        if not n:
-            raise EOFError("end of stream" + (" within a frame" if got else ""))
-        got += n
-    return data
-
-
-def read_frame(stream: io.BufferedIOBase | io.RawIOBase) -> Any:
-    """The next frame's value; ``EOFError`` at the end of the stream (or in the middle of a frame)."""
-    size = int.from_bytes(_read_exactly(stream, _LENGTH), "big")
-    return pickle.loads(_read_exactly(stream, size))  # noqa: S301 - the parent's own pipe (see the module docstring)
 
 
 def check_entry_chunk(

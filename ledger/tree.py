@@ -182,14 +182,22 @@ class BatchNodes:
         self._rows = rows
         self._map: dict[Node, bytes] | None = None
 
-    def inclusion(self, index: int, size: int) -> list[bytes]:
-        """PATH(index, D[size]) for a leaf of the batch and the size the batch sealed."""
+    def _stored(self) -> dict[Node, bytes]:
         stored = self._map
         if stored is None:
             stored = dict(self._edge)
             stored.update(((level, i), h) for level, i, h in self._rows)
             self._map = stored
-        return plan_inclusion(index, size).assemble(stored)
+        return stored
+
+    def inclusion(self, index: int, size: int) -> list[bytes]:
+        """PATH(index, D[size]) for a leaf of the batch and the size the batch sealed."""
+        return plan_inclusion(index, size).assemble(self._stored())
+
+    def narrowed(self, index: int, size: int) -> BatchNodes:
+        """Only the nodes of ``inclusion(index, size)``: what to send another process with one receipt."""
+        stored = self._stored()
+        return BatchNodes([(n, stored[n]) for n in plan_inclusion(index, size).nodes], ())
 
 
 def root_from_leaves(leaves: Sequence[bytes]) -> bytes:

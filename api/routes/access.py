@@ -66,8 +66,9 @@ def request(node: NodeDep, caller: CallerDep) -> Any:
         where = ".".join(str(part) for part in first["loc"])
         raise InvalidBody(f"body is not an access request: {where + ': ' if where else ''}{first['msg']}") from exc
     result = request_access(
-        node, caller, dataset=doc.dataset, record=doc.record, fields=doc.fields, purpose=doc.purpose
-    )
+        node, caller.key_id, caller.request_hash, dataset=doc.dataset, record=doc.record, fields=doc.fields,
+        purpose=doc.purpose,
+    )  # fmt: skip
     d = result.decision
     decision_receipt = result.receipts[0]
     if not d.allowed:

@@ -1,0 +1,332 @@
+"""The writer process of ``shulian serve``: one sequencer that decides and commits for every HTTP worker.
+
+An HTTP worker holds its GIL for most of a request (parsing, authenticating, answering). A worker that
+also committed held the database's writer lock while waiting for its own GIL, and two workers took
+that lock in turn, each re-reading what the other had committed first: on 2 cores a commit of 8.8
+releases held the lock 23 ms for 11 ms of work (docs/SCALE.md). So ``serve`` starts this process beside
+its workers: they parse, authenticate and answer; it decides access requests and commits each
+decision with its release (``api.services.decide_and_release``), group-committing what all of them
+send, with no HTTP thread in its way.
+
+The workers reach it over a Unix socket named by ``SHULIAN_WRITER_SOCKET``, in a fresh directory only
+the service's user may enter; the writer also checks that each peer runs as that user. A request and its
+answer are one frame each (``ledger.frames``), one request at a time per connection and a connection
+per request in flight. A worker that cannot reach the writer decides in its own process, on its own
+sequencer (several writers share a ledger safely, only more slowly); a worker whose writer ends in
+the middle of a request answers 503: whatever the writer committed is on the ledger, and a signed
+request is decided at most once.
+
+``python -m api.writer SOCKET`` runs it over SHULIAN_DB and SHULIAN_HOME, as a worker would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import pickle
+import select
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ledger.errors import LedgerError
+from ledger.frames import read_frame, write_frame
+from ledger.store import StorageError
+
+if TYPE_CHECKING:
+    from api.node import Node
+    from api.services import AccessResult
+
+SOCKET_VARIABLE = "SHULIAN_WRITER_SOCKET"
+RECONNECT_AFTER_S = 1.0  # after a failed connect, workers decide here for this long before trying again
+START_TIMEOUT_S = 120.0
+PARENT_POLL_S = 0.5
+
+log = logging.getLogger("shulian.writer")
+
+
+def _pause(seconds: float) -> None:
+    """Sleep on an event's timeout: ``time.sleep`` fails (EINVAL) under libfaketime with a shifted clock."""
+    threading.Event().wait(seconds)
+
+
+class WriterGone(StorageError):
+    title = "Writer process unavailable"
+    retry_after = 1
+
+
+class Refusal(LedgerError):
+    """A refusal from the writer process whose own class does not travel: same line, status and title."""
+
+    def __init__(self, message: str, status: int, title: str | None, retry_after: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.title = title
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Refusal, (str(self), self.status, self.title, self.retry_after))
+
+
+# -- the workers' side ------------------------------------------------------------------------------
+
+
+class WriterClient:
+    """A worker's connections to its node's writer process (thread-safe)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._idle: list[tuple[socket.socket, io.BufferedIOBase]] = []
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+
+    def access(
+        self, requester: str, request_hash: str, *, dataset: str, record: str, fields: list[str], purpose: str
+    ) -> AccessResult | None:
+        """``decide_and_release`` in the writer process; None if it could not be reached (nothing sent)."""
+        op = ("access", requester, request_hash, dataset, record, list(fields), purpose)
+        result: AccessResult | None = self.call(op)
+        return result
+
+    def call(self, op: tuple[Any, ...]) -> Any:
+        """Send ``op``, return the writer's answer or raise its refusal; None if nothing reached it."""
+        conn = self._take()
+        if conn is None:
+            return None
+        stream = conn[1]
+        try:
+            write_frame(stream, op)
+        except OSError:  # the writer reads whole frames only: a part of one is never acted on
+            _close(conn)
+            return None
+        try:
+            kind, value = read_frame(stream)
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            _close(conn)
+            raise WriterGone(
+                "the writer process ended during this request; what it committed is on the ledger "
+                "(a signed request is decided at most once)"
+            ) from exc
+        with self._lock:
+            self._idle.append(conn)
+        if kind == "error":
+            raise value
+        return value
+
+    def _take(self) -> tuple[socket.socket, io.BufferedIOBase] | None:
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if _usable(conn[0]):
+                    return conn
+                _close(conn)
+            if time.monotonic() < self._down_until:
+                return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            with self._lock:
+                first = time.monotonic() >= self._down_until
+                self._down_until = time.monotonic() + RECONNECT_AFTER_S
+            if first:
+                log.warning("writer process not reachable at %s (%s): deciding in this worker", self.path, exc)
+            return None
+        return sock, sock.makefile("rwb")
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close(conn)
+
+
+def _usable(sock: socket.socket) -> bool:
+    """An idle connection with nothing to read: readable would mean the writer closed it (EOF)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _close(conn: tuple[socket.socket, io.BufferedIOBase]) -> None:
+    with contextlib.suppress(OSError):
+        conn[1].close()
+    with contextlib.suppress(OSError):
+        conn[0].close()
+
+
+def client_from_env() -> WriterClient | None:
+    path = os.environ.get(SOCKET_VARIABLE)
+    return WriterClient(path) if path else None
+
+
+# -- the writer's side ------------------------------------------------------------------------------
+
+
+def _portable(exc: LedgerError) -> LedgerError:
+    """``exc`` if it survives a pickle round trip as itself, else a ``Refusal`` saying the same."""
+    try:
+        back = pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes
+        if type(back) is type(exc) and str(back) == str(exc):
+            return exc
+    except Exception:  # noqa: S110 - any failure: send the portable form
+        pass
+    return Refusal(str(exc), exc.status, getattr(exc, "title", None), getattr(exc, "retry_after", None))
+
+
+def dispatch(node: Node, op: tuple[Any, ...]) -> tuple[str, Any]:
+    """One request's answer: ("ok", value) or ("error", a LedgerError to raise in the worker)."""
+    from api.services import decide_and_release
+
+    try:
+        if op[0] == "access":
+            _, requester, request_hash, dataset, record, fields, purpose = op
+            result = decide_and_release(
+                node, requester, request_hash, dataset=dataset, record=record, fields=fields, purpose=purpose
+            )
+            # Each receipt travels with only the nodes of its own proof, not its whole batch's.
+            result.receipts = [
+                r._replace(proofs=r.proofs.narrowed(r.seq, r.tree_size)) if r.proofs is not None else r
+                for r in result.receipts
+            ]
+            return "ok", result
+        return "error", StorageError(f"the writer process does not know {op[0]!r}")
+    except LedgerError as exc:
+        return "error", _portable(exc)
+    except Exception as exc:
+        log.exception("writer: %s failed", op[0])
+        return "error", StorageError(f"the writer process failed: {exc}")
+
+
+def _same_user(conn: socket.socket) -> bool:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return bool(uid == os.getuid())
+
+
+def _answer(node: Node, conn: socket.socket) -> None:
+    stream = conn.makefile("rwb")
+    with conn, stream:
+        while True:
+            try:
+                op = read_frame(stream)
+            except (OSError, EOFError, pickle.UnpicklingError):
+                return
+            reply = dispatch(node, op) if isinstance(op, tuple) and op else ("error", StorageError("bad request"))
+            try:
+                write_frame(stream, reply)
+            except OSError:
+                return
+
+
+def _follow_parent(parent: int, path: str) -> None:
+    """End this process once the ``serve`` that started it is gone (killed, or ended by a signal that
+    skipped its clean-up), removing its socket and directory: a writer never outlives its server."""
+    while os.getppid() == parent:
+        _pause(PARENT_POLL_S)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(path))
+    os._exit(0)
+
+
+def serve(path: str) -> None:
+    """Listen on ``path`` and answer the workers until killed or the parent ``serve`` ends."""
+    from api.node import Node
+
+    threading.Thread(target=_follow_parent, args=(os.getppid(), path), daemon=True, name="writer-parent").start()
+    os.environ.pop(SOCKET_VARIABLE, None)  # this process decides itself
+    node = Node()
+    _ = node.sequencer  # open the log and service keys now: a bad setting fails here, not on a request
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(512)
+    log.info("writer process listening on %s", path)
+    while True:
+        conn, _ = listener.accept()
+        if not _same_user(conn):
+            conn.close()
+            continue
+        threading.Thread(target=_answer, args=(node, conn), daemon=True, name="writer-conn").start()
+
+
+# -- started by ``serve`` ---------------------------------------------------------------------------
+
+
+def socket_path() -> Path:
+    """Where this ``serve`` run's writer listens: a fresh private directory (mode 0700) of its own, not
+    under SHULIAN_HOME (which holds the keys and is what a backup copies: a socket is not data)."""
+    return Path(tempfile.mkdtemp(prefix="shulian-writer-")) / "writer.sock"
+
+
+def start() -> tuple[subprocess.Popen[bytes], Path]:
+    """Start the writer process for this ``serve`` run; return it and its socket once it answers."""
+    path = socket_path()
+    proc = subprocess.Popen([sys.executable, "-m", "api.writer", str(path)])
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise StorageError(f"the writer process exited at start (status {proc.returncode})")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+            return proc, path
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise StorageError(f"the writer process did not answer on {path} in {START_TIMEOUT_S:.0f} s") from None
+            _pause(0.05)
+        finally:
+            probe.close()
+
+
+def stop(proc: subprocess.Popen[bytes], path: Path) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m api.writer SOCKET_PATH (started by `shulian serve`)", file=sys.stderr)
+        return 2
+    from api import logs
+    from api.settings import load_settings
+
+    settings = load_settings(export=False)
+    logs.configure(settings.effective_log_format, settings.log_level)
+    try:
+        serve(args[0])
+    except KeyboardInterrupt:
+        return 130
+    except (LedgerError, OSError) as exc:
+        print(f"shulian writer: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Frames between a Shulian process and the helper processes it talks to: an 8-byte big-endian length
+and a pickle.
+
+Pickles are read only from the other end of a pipe a parent made for its own child (``audit.worker``)
+or of a Unix socket in a directory only the service's user may enter, whose peer the server checks is
+that user (``api.writer``): never from a file, a network socket or anyone else.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any, BinaryIO
+
+_LENGTH = 8
+
+
+def write_frame(stream: BinaryIO | io.BufferedIOBase, value: object) -> None:
+    """Write ``value`` as one frame and flush it."""
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(_LENGTH, "big"))
+    stream.write(data)
+    stream.flush()
+
+
+def _read_exactly(stream: io.BufferedIOBase | io.RawIOBase, size: int) -> bytearray:
+    """``size`` bytes, from a buffered or a raw stream (which may return fewer per read)."""
+    data = bytearray(size)
+    view = memoryview(data)
+    got = 0
+    while got < size:
+        n = stream.readinto(view[got:])
+        if not n:
+            raise EOFError("end of stream" + (" within a frame" if got else ""))
+        got += n
+    return data
+
+
+def read_frame(stream: io.BufferedIOBase | io.RawIOBase) -> Any:
+    """The next frame's value; ``EOFError`` at the end of the stream (or in the middle of a frame)."""
+    size = int.from_bytes(_read_exactly(stream, _LENGTH), "big")
+    return pickle.loads(_read_exactly(stream, size))  # noqa: S301 - a trusted peer (see the module docstring)

@@ -1,0 +1,182 @@
+"""api.writer: access requests decided and committed by the node's writer process, on SQLite and PostgreSQL.
+
+A real writer process (``python -m api.writer``, as ``serve`` starts it) over the test's ledger; the live
+server of these tests sends it the requests through ``Node.writer``. What must hold: the answers are
+those a worker would give (allows verified by the SDK, denies as 403 problems, refusals of their own
+class), a worker decides by itself when the writer cannot be reached, a writer that dies during a
+request yields 503 and no half-written decision, and a writer never outlives its ``serve``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import api.services
+from api import writer
+from api.client import ClientError
+from api.node import Node
+from consent.errors import StateConflict
+from consent.masking import mask
+from tests.access.world import CONSENT_PURPOSE, DIBAO, World
+from tests.support import check_ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def writer_proc(
+    world: World, node: Node, ledger_url: str, shulian_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A writer process over the world's ledger, the live server's node sending it the access requests."""
+    monkeypatch.setenv("SHULIAN_DB", ledger_url)
+    monkeypatch.setenv("SHULIAN_HOME", str(shulian_home))
+    proc, path = writer.start()
+    node.writer = writer.WriterClient(str(path))
+    try:
+        yield proc
+    finally:
+        node.writer.close()
+        node.writer = None
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+        writer.stop(proc, path)
+
+
+def ask(world: World, dept: str = "gjj", record: str = "mzj-a") -> object:
+    return world.depts[dept].client.request(dataset=DIBAO, record=record, fields=["name"], purpose=CONSENT_PURPOSE)
+
+
+def test_the_writer_process_decides_and_the_answers_are_unchanged(
+    world: World, writer_proc: subprocess.Popen[bytes], ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def not_here(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("decided in the test's process, not in the writer process")
+
+    monkeypatch.setattr(api.services, "decide_and_release", not_here)
+    world.grant("a", max_uses=None)
+    before = world.size()
+    release = ask(world)  # the SDK checks both inclusion proofs and the record commitment
+    assert release.values == {"name": mask("name", world.citizens["a"].name)}  # type: ignore[attr-defined]
+    assert world.types_from(before) == ["access.decision", "usage.release"]
+    with pytest.raises(ClientError) as denied:  # rsj holds no agreement: a logged deny, 403
+        ask(world, "rsj")
+    assert denied.value.status == 403 and denied.value.problem is not None
+    assert denied.value.problem["reasons"]
+    assert world.types_from(before) == ["access.decision", "usage.release", "access.decision"]
+    check_ledger(ledger_url)
+
+
+def test_a_refusal_in_the_writer_keeps_its_class(
+    world: World, writer_proc: subprocess.Popen[bytes], node: Node
+) -> None:
+    world.grant("a", max_uses=None)
+    requester = world.depts["gjj"].key_id
+    assert node.writer is not None
+    kwargs = {"dataset": DIBAO, "record": "mzj-a", "fields": ["name"], "purpose": CONSENT_PURPOSE}
+    first = node.writer.access(requester, "a" * 64, **kwargs)  # type: ignore[arg-type]
+    assert first is not None and first.decision.allowed
+    assert [r.inclusion() for r in first.receipts] == [
+        node.reader.inclusion(r.leaf_hash, r.tree_size).hashes for r in first.receipts
+    ]
+    with pytest.raises(StateConflict, match="already decided"):
+        node.writer.access(requester, "a" * 64, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_worker_decides_itself_when_the_writer_is_gone(
+    world: World, writer_proc: subprocess.Popen[bytes], ledger_url: str
+) -> None:
+    world.grant("a", max_uses=None)
+    ask(world)
+    writer_proc.kill()
+    writer_proc.wait(10)
+    before = world.size()
+    release = ask(world)
+    assert release.values == {"name": mask("name", world.citizens["a"].name)}  # type: ignore[attr-defined]
+    assert world.types_from(before) == ["access.decision", "usage.release"]
+    check_ledger(ledger_url)
+
+
+def test_a_writer_dying_during_a_request_answers_503_and_writes_nothing(
+    world: World, writer_proc: subprocess.Popen[bytes], node: Node, ledger_url: str
+) -> None:
+    world.grant("a", max_uses=None)
+    assert node.writer is not None
+    client = node.writer
+    ask(world)  # the writer is warm and a connection idle
+    before = world.size()
+    os.kill(writer_proc.pid, signal.SIGSTOP)
+    outcome: list[object] = []
+
+    requester = world.depts["gjj"].key_id
+    asked = {"dataset": DIBAO, "record": "mzj-a", "fields": ["name"], "purpose": CONSENT_PURPOSE}
+
+    def call() -> None:
+        try:
+            outcome.append(client.access(requester, "b" * 64, **asked))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive()  # sent, waiting for the stopped writer
+    writer_proc.kill()
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], writer.WriterGone), outcome
+    assert outcome[0].status == 503
+    assert world.size() == before
+    check_ledger(ledger_url)
+
+
+def test_a_writer_ends_with_its_serve(shulian_home: Path, node: Node, ledger_url: str) -> None:
+    """A ``serve`` killed outright (no clean-up) takes its writer process with it."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from api import writer\n"
+        "proc, path = writer.start()\n"
+        "print(proc.pid, path, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    env = dict(os.environ, SHULIAN_DB=ledger_url, SHULIAN_HOME=str(shulian_home), PYTHONPATH=str(ROOT))
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(shulian_home)], env=env, stdout=subprocess.PIPE, cwd=ROOT
+    )
+    try:
+        assert parent.stdout is not None
+        pid_text, path = parent.stdout.readline().decode().split()
+        pid = int(pid_text)
+        os.kill(pid, 0)  # running
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            with contextlib.suppress(ChildProcessError):  # reap it, should it have become our child
+                os.waitpid(pid, os.WNOHANG)
+            assert time.monotonic() < deadline, "the writer process outlived its serve"
+            time.sleep(0.1)
+        assert not Path(path).parent.exists()  # its socket and private directory went with it
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+
+
+def test_run_by_hand_without_its_socket_it_prints_its_usage() -> None:
+    out = subprocess.run([sys.executable, "-m", "api.writer"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.startswith("usage: python -m api.writer SOCKET_PATH")
