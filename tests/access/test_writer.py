@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -174,6 +175,14 @@ def test_a_writer_ends_with_its_serve(shulian_home: Path, node: Node, ledger_url
         if parent.poll() is None:
             parent.kill()
             parent.wait(10)
+
+
+def test_its_socket_is_the_service_user_s_alone(writer_proc: subprocess.Popen[bytes], node: Node) -> None:
+    assert node.writer is not None
+    path = Path(node.writer.path)
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_ISSOCK(path.stat().st_mode)
+    assert not str(path).startswith(os.environ["SHULIAN_HOME"])  # nothing of it in what a backup copies
 
 
 def test_run_by_hand_without_its_socket_it_prints_its_usage() -> None:
