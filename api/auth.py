@@ -106,15 +106,14 @@ def _authenticate(node: Node, method: str, url: str, headers: Headers, body: byt
         resolve_key=view.public_key,
         now=int(time.time()),
     )
-    with view.read() as (registry, _):  # refreshed: a key revoked or rotated by now is seen as such
-        record = registry.keys.get(verified.key_id)
+    record, principal = view.current_key(verified.key_id)  # a key revoked or rotated by now is seen as such
     if record is None:  # pragma: no cover - resolve_key already found it
         raise SignatureRejected(Reason.UNKNOWN_KEY, f"unknown key {verified.key_id}")
     at = utcnow()
     if at < record.valid_from or (record.valid_until is not None and at >= record.valid_until):
         raise Forbidden(f"key {record.key_id} is {record.ended_how or 'not yet valid'}; sign with a current key")
     node.nonces.remember(verified.nonce, verified.key_id, verified.created)
-    return Caller(record, view.principal(record.key_id), verified.request_hash, body)
+    return Caller(record, principal, verified.request_hash, body)
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]

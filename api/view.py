@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from consent.state import ConsentState
-from keys.registry import KeyRecord, KeyRegistry
+from keys.registry import IDENTITY_TYPES, KeyRecord, KeyRegistry
 from ledger import schema
 from ledger.envelope import parse_stored
 from ledger.store import Store
 
 _LAST_SEQ = f"SELECT max(seq) FROM {schema.entries.name}"  # noqa: S608 (constants only)
+# The newest identity entry: one probe of ix_entries_type_seq per type (max() over IN would scan them all).
+_PER_TYPE = [f"SELECT max(seq) AS s FROM {schema.entries.name} WHERE type = '{t}'" for t in sorted(IDENTITY_TYPES)]  # noqa: S608
+_LAST_IDENTITY = f"SELECT max(s) FROM ({' UNION ALL '.join(_PER_TYPE)}) AS identities"  # noqa: S608 (constants only)
 
 
 class LedgerView:
@@ -68,6 +71,22 @@ class LedgerView:
                 self._refresh(asked)
                 rec = self.registry.keys.get(key_id)
             return rec
+
+    def current_key(self, key_id: str) -> tuple[KeyRecord | None, str]:
+        """A key as it stands now and its principal, for authenticating a request.
+
+        Keys change only by identity entries, so the view is refreshed only when one is newer than
+        what it has applied: a request pays one indexed look-up, not the replay of every decision and
+        release appended since (the reads that need the consent state refresh it themselves).
+        """
+        asked = time.perf_counter_ns()
+        with self.store.reader() as conn:
+            newest = conn.exec_driver_sql(_LAST_IDENTITY).scalar()
+        with self._lock:
+            if newest is not None and int(newest) >= self._scanned:
+                self._refresh(asked)
+            record = self.registry.keys.get(key_id)
+            return record, self.state.principal_of(self.registry, key_id)
 
     def public_key(self, key_id: str) -> bytes | None:
         rec = self.key(key_id)

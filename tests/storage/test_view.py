@@ -11,6 +11,7 @@ from sqlalchemy import event
 
 from api.node import Node
 from api.view import LedgerView
+from ledger.envelope import sign_envelope
 from tests.support import record_entry, register
 
 
@@ -78,3 +79,22 @@ def test_reads_waiting_on_a_refresh_share_it(node: Node) -> None:
         assert len(queries) - before <= 2  # one, unless a reader was descheduled for 0.3 s before asking
     finally:
         event.remove(node.store.engine, "before_cursor_execute", count)
+
+
+def test_authentication_sees_key_changes_without_replaying_the_rest(node: Node) -> None:
+    """``current_key``: entries that change no key leave the view as it was (one look-up, no replay);
+    an identity entry newer than the view brings it up to date before the key is read."""
+    view = LedgerView(node.store)
+    dept = register(node, "auth-dept", "department")
+    record, principal = view.current_key(dept.key_id)
+    assert record is not None and record.valid_until is None and principal == dept.key_id
+    scanned = view._scanned
+    for i in range(3):
+        node.append(record_entry(dept, i, tag="auth"))
+    record, _ = view.current_key(dept.key_id)
+    assert record is not None and view._scanned == scanned  # nothing replayed for these
+    admin = node.local_key("admin")
+    node.append(sign_envelope(admin.signing, "identity.revoke", {"key_id": dept.key_id}))
+    record, _ = view.current_key(dept.key_id)
+    assert record is not None and record.valid_until is not None  # the revocation is seen at once
+    assert view._scanned == node.reader.size()
