@@ -33,6 +33,7 @@ class LedgerView:
         self._scanned = 0
         self._lock = threading.RLock()
         self._refreshed = 0  # perf_counter_ns() at the start of the last refresh that completed
+        self._checked = 0  # the same for the last look-up of the newest identity entry (or refresh)
 
     def _refresh(self, asked: int = -1) -> None:
         """Apply what was appended since the last refresh, unless one that began after ``asked`` did."""
@@ -41,6 +42,7 @@ class LedgerView:
         started = time.perf_counter_ns()
         self._refresh_now()
         self._refreshed = started
+        self._checked = max(self._checked, started)  # it saw every identity entry too
 
     def _refresh_now(self) -> None:
         with self.store.reader() as conn:
@@ -77,14 +79,18 @@ class LedgerView:
 
         Keys change only by identity entries, so the view is refreshed only when one is newer than
         what it has applied: a request pays one indexed look-up, not the replay of every decision and
-        release appended since (the reads that need the consent state refresh it themselves).
+        release appended since (the reads that need the consent state refresh it themselves), and
+        requests waiting together share the look-up that began after they were asked.
         """
         asked = time.perf_counter_ns()
-        with self.store.reader() as conn:
-            newest = conn.exec_driver_sql(_LAST_IDENTITY).scalar()
         with self._lock:
-            if newest is not None and int(newest) >= self._scanned:
-                self._refresh(asked)
+            if asked >= self._checked:  # no look-up (or refresh) began since this request was asked
+                started = time.perf_counter_ns()
+                with self.store.reader() as conn:
+                    newest = conn.exec_driver_sql(_LAST_IDENTITY).scalar()
+                if newest is not None and int(newest) >= self._scanned:
+                    self._refresh(asked)
+                self._checked = max(self._checked, started)
             record = self.registry.keys.get(key_id)
             return record, self.state.principal_of(self.registry, key_id)
 

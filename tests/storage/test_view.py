@@ -98,3 +98,42 @@ def test_authentication_sees_key_changes_without_replaying_the_rest(node: Node) 
     record, _ = view.current_key(dept.key_id)
     assert record is not None and record.valid_until is not None  # the revocation is seen at once
     assert view._scanned == node.reader.size()
+
+
+def test_look_ups_of_keys_waiting_together_share_one(node: Node) -> None:
+    view = LedgerView(node.store)
+    dept = register(node, "share-dept", "department")
+    looked: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "identity.rotate" in statement:
+            looked.append(statement)
+
+    event.listen(node.store.engine, "before_cursor_execute", count)
+    try:
+        gate, held = threading.Event(), threading.Event()
+        started = threading.Barrier(7)
+
+        def holder() -> None:
+            with view.read():
+                held.set()
+                gate.wait(10)
+
+        def reader() -> None:
+            started.wait(10)
+            assert view.current_key(dept.key_id)[0] is not None
+
+        first = threading.Thread(target=holder)
+        first.start()
+        held.wait(10)
+        readers = [threading.Thread(target=reader) for _ in range(6)]
+        for t in readers:
+            t.start()
+        started.wait(10)
+        time.sleep(0.3)  # every reader now waits for the view, its time of asking taken
+        gate.set()
+        for t in [first, *readers]:
+            t.join(10)
+        assert 1 <= len(looked) <= 2  # one, unless a reader was descheduled for 0.3 s before asking
+    finally:
+        event.remove(node.store.engine, "before_cursor_execute", count)
