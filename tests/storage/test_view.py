@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -13,6 +14,34 @@ from api.node import Node
 from api.view import LedgerView
 from ledger.envelope import sign_envelope
 from tests.support import record_entry, register
+
+
+def while_held(view: LedgerView, ask: Callable[[], object], readers: int = 6) -> None:
+    """Run ``ask`` in ``readers`` threads that all ask while another thread holds the view, then let go."""
+    gate, held = threading.Event(), threading.Event()
+    started = threading.Barrier(readers + 1)
+
+    def holder() -> None:
+        with view.read():
+            held.set()
+            gate.wait(10)
+
+    def reader() -> None:
+        started.wait(10)
+        ask()
+
+    first = threading.Thread(target=holder)
+    first.start()
+    held.wait(10)
+    threads = [threading.Thread(target=reader) for _ in range(readers)]
+    for t in threads:
+        t.start()
+    started.wait(10)
+    time.sleep(0.3)  # every reader now waits for the view, its time of asking taken
+    gate.set()
+    for t in [first, *threads]:
+        t.join(10)
+    assert not any(t.is_alive() for t in [first, *threads])
 
 
 def test_a_read_sees_every_entry_committed_before_it(node: Node) -> None:
@@ -49,33 +78,13 @@ def test_reads_waiting_on_a_refresh_share_it(node: Node) -> None:
 
         # Threads asking while one holds the view wait for its lock; the first to get it refreshes and
         # that refresh, begun after they all asked, serves the others (without sharing: six queries).
-        gate = threading.Event()
-        held = threading.Event()
-        started = threading.Barrier(7)
+        before = len(queries)
 
-        def holder() -> None:
-            with view.read():
-                held.set()
-                gate.wait(10)
-
-        def reader() -> None:
-            started.wait(10)
+        def read() -> None:
             with view.read():
                 pass
 
-        first = threading.Thread(target=holder)
-        first.start()
-        held.wait(10)
-        before = len(queries)
-        readers = [threading.Thread(target=reader) for _ in range(6)]
-        for t in readers:
-            t.start()
-        started.wait(10)
-        time.sleep(0.3)  # every reader is now waiting for the lock, its time of asking taken
-        gate.set()
-        for t in [first, *readers]:
-            t.join(10)
-        assert not any(t.is_alive() for t in [first, *readers])
+        while_held(view, read)
         assert len(queries) - before <= 2  # one, unless a reader was descheduled for 0.3 s before asking
     finally:
         event.remove(node.store.engine, "before_cursor_execute", count)
@@ -111,29 +120,7 @@ def test_look_ups_of_keys_waiting_together_share_one(node: Node) -> None:
 
     event.listen(node.store.engine, "before_cursor_execute", count)
     try:
-        gate, held = threading.Event(), threading.Event()
-        started = threading.Barrier(7)
-
-        def holder() -> None:
-            with view.read():
-                held.set()
-                gate.wait(10)
-
-        def reader() -> None:
-            started.wait(10)
-            assert view.current_key(dept.key_id)[0] is not None
-
-        first = threading.Thread(target=holder)
-        first.start()
-        held.wait(10)
-        readers = [threading.Thread(target=reader) for _ in range(6)]
-        for t in readers:
-            t.start()
-        started.wait(10)
-        time.sleep(0.3)  # every reader now waits for the view, its time of asking taken
-        gate.set()
-        for t in [first, *readers]:
-            t.join(10)
+        while_held(view, lambda: view.current_key(dept.key_id))
         assert 1 <= len(looked) <= 2  # one, unless a reader was descheduled for 0.3 s before asking
     finally:
         event.remove(node.store.engine, "before_cursor_execute", count)
