@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -14,6 +15,22 @@ from api.node import Node
 from api.view import LedgerView
 from ledger.envelope import sign_envelope
 from tests.support import record_entry, register
+
+
+@contextmanager
+def statements(node: Node, needle: str) -> Iterator[list[str]]:
+    """The SQL statements containing ``needle`` that the node's engine runs inside the block."""
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if needle in statement:
+            seen.append(statement)
+
+    event.listen(node.store.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(node.store.engine, "before_cursor_execute", count)
 
 
 def while_held(view: LedgerView, ask: Callable[[], object], readers: int = 6) -> None:
@@ -57,14 +74,7 @@ def test_a_read_sees_every_entry_committed_before_it(node: Node) -> None:
 
 def test_reads_waiting_on_a_refresh_share_it(node: Node) -> None:
     view = LedgerView(node.store)
-    queries: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "max(seq)" in statement:
-            queries.append(statement)
-
-    event.listen(node.store.engine, "before_cursor_execute", count)
-    try:
+    with statements(node, "max(seq)") as queries:
         asked = time.perf_counter_ns()
         with view.read():
             pass
@@ -86,8 +96,6 @@ def test_reads_waiting_on_a_refresh_share_it(node: Node) -> None:
 
         while_held(view, read)
         assert len(queries) - before <= 2  # one, unless a reader was descheduled for 0.3 s before asking
-    finally:
-        event.remove(node.store.engine, "before_cursor_execute", count)
 
 
 def test_authentication_sees_key_changes_without_replaying_the_rest(node: Node) -> None:
@@ -112,15 +120,6 @@ def test_authentication_sees_key_changes_without_replaying_the_rest(node: Node) 
 def test_look_ups_of_keys_waiting_together_share_one(node: Node) -> None:
     view = LedgerView(node.store)
     dept = register(node, "share-dept", "department")
-    looked: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "identity.rotate" in statement:
-            looked.append(statement)
-
-    event.listen(node.store.engine, "before_cursor_execute", count)
-    try:
+    with statements(node, "identity.rotate") as looked:
         while_held(view, lambda: view.current_key(dept.key_id))
         assert 1 <= len(looked) <= 2  # one, unless a reader was descheduled for 0.3 s before asking
-    finally:
-        event.remove(node.store.engine, "before_cursor_execute", count)
