@@ -235,10 +235,7 @@ def _follow_parent(parent: int, path: str) -> None:
     skipped its clean-up), removing its socket and directory: a writer never outlives its server."""
     while os.getppid() == parent:
         _pause(PARENT_POLL_S)
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(path))
+    remove_socket(Path(path))
     os._exit(0)
 
 
@@ -268,6 +265,14 @@ def serve(path: str) -> None:
 # -- started by ``serve`` ---------------------------------------------------------------------------
 
 
+def remove_socket(path: Path) -> None:
+    """Remove the socket and the private directory ``socket_path`` made for it (whatever is left of them)."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+
 def socket_path() -> Path:
     """Where this ``serve`` run's writer listens: a fresh private directory (mode 0700) of its own, not
     under SHULIAN_HOME (which holds the keys and is what a backup copies: a socket is not data)."""
@@ -281,6 +286,7 @@ def start() -> tuple[subprocess.Popen[bytes], Path]:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if proc.poll() is not None:
+            remove_socket(path)
             raise StorageError(f"the writer process exited at start (status {proc.returncode})")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -289,6 +295,8 @@ def start() -> tuple[subprocess.Popen[bytes], Path]:
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
+                proc.wait()
+                remove_socket(path)
                 raise StorageError(f"the writer process did not answer on {path} in {START_TIMEOUT_S:.0f} s") from None
             _pause(0.05)
         finally:
@@ -302,10 +310,7 @@ def stop(proc: subprocess.Popen[bytes], path: Path) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    with contextlib.suppress(OSError):
-        path.parent.rmdir()
+    remove_socket(path)
 
 
 def main(argv: list[str] | None = None) -> int:
