@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nacl.signing import SigningKey
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
@@ -27,7 +28,7 @@ from consent.state import ConsentState
 from ledger.canonical import canonical_bytes
 from ledger.envelope import Envelope, parse_envelope, sign_envelope
 from ledger.errors import EnvelopeError, LedgerError, NotFoundError
-from ledger.machine import BuildContext
+from ledger.machine import BuildContext, Builder
 from ledger.sequencer import Receipt
 from ledger.store import StorageError, Store
 from ledger.timefmt import format_ts
@@ -162,12 +163,46 @@ def request_access(
     )
 
 
+@dataclass(frozen=True)
+class AccessAsk:
+    """A department's access request as the writer decides it: who asks, the signed request's hash, what for."""
+
+    requester: str
+    request_hash: str
+    dataset: str
+    record: str
+    fields: list[str]
+    purpose: str
+
+
 def decide_and_release(
     node: Node, requester: str, request_hash: str, *, dataset: str, record: str, fields: list[str], purpose: str
 ) -> AccessResult:
     """``request_access`` in this process: a builder that decides, and for an allow releases, in the writer."""
+    done = decide_and_release_many(node, [AccessAsk(requester, request_hash, dataset, record, fields, purpose)])[0]
+    if isinstance(done, LedgerError):
+        raise done
+    return done
+
+
+def decide_and_release_many(node: Node, asks: Sequence[AccessAsk]) -> list[AccessResult | LedgerError]:
+    """Decide several requests in one commit where they fit, each as its own builder: one result each, in
+    order (a request refused by an error leaves the others to go on)."""
     service = node.local_key("service").signing
-    made: dict[str, Any] = {}
+    made: list[dict[str, Any]] = [{} for _ in asks]
+    builds = [_access_builder(node, service, ask, out) for ask, out in zip(asks, made, strict=True)]
+    results: list[AccessResult | LedgerError] = []
+    for receipts, out in zip(node.sequencer.transact_many(builds), made, strict=True):
+        if isinstance(receipts, LedgerError):
+            results.append(receipts)
+        else:
+            results.append(AccessResult(out["decision"], receipts, out.get("sealed")))
+    return results
+
+
+def _access_builder(node: Node, service: SigningKey, ask: AccessAsk, made: dict[str, Any]) -> Builder:
+    """The builder deciding ``ask`` inside the writer (and for an allow, releasing); what it made goes to ``made``."""
+    requester, request_hash, dataset, record = ask.requester, ask.request_hash, ask.dataset, ask.record
 
     def build(ctx: BuildContext) -> list[bytes]:
         state = ctx.machines[0]
@@ -175,14 +210,15 @@ def decide_and_release(
         if state.decision_of_request(request_hash) is not None:
             raise StateConflict("this signed request was already decided")
         decision = decide(
-            state, ctx.registry, requester=requester, dataset=dataset, record=record, fields=fields,
-            purpose=purpose, at=ctx.time,
+            state, ctx.registry, requester=requester, dataset=dataset, record=record, fields=ask.fields,
+            purpose=ask.purpose, at=ctx.time,
         )  # fmt: skip
         made["decision"] = decision
+        made.pop("sealed", None)
         ts = format_ts(ctx.time)
         body = decision_body(
             decision, request=request_hash, requester=requester, dataset=dataset, record=record,
-            fields=fields, purpose=purpose,
+            fields=ask.fields, purpose=ask.purpose,
         )  # fmt: skip
         leaves = [sign_envelope(service, "access.decision", body, ts=ts)]
         if not decision.allowed:
@@ -209,8 +245,7 @@ def decide_and_release(
         leaves.append(sign_envelope(service, "usage.release", release, ts=ts))
         return leaves
 
-    receipts = node.sequencer.transact(build)
-    return AccessResult(made["decision"], receipts, made.get("sealed"))
+    return build
 
 
 def proven_entries(node: Node, seqs: Iterable[int]) -> list[EntryOut]:

@@ -11,7 +11,10 @@ send, with no HTTP thread in its way.
 The workers reach it over a Unix socket named by ``SHULIAN_WRITER_SOCKET``, in a fresh directory only
 the service's user may enter; the writer also checks that each peer runs as that user. A request and its
 answer are one frame each (``ledger.frames``), one request at a time per connection and a connection
-per request in flight. A worker that cannot reach the writer decides in its own process, on its own
+per request in flight. One thread serves them all: it takes every request that has arrived, decides
+them together in one commit where they fit (``decide_and_release_many``) and answers each; a thread
+per connection cost a GIL hand-off and a wake-up per request, and with them ~1.4 ms of the writer's
+CPU a release against ~0.9 ms now (docs/SCALE.md). A worker that cannot reach the writer decides in its own process, on its own
 sequencer (several writers share a ledger safely, only more slowly); a worker whose writer ends in
 the middle of a request answers 503: whatever the writer committed is on the ledger, and a signed
 request is decided at most once.
@@ -27,6 +30,7 @@ import logging
 import os
 import pickle
 import select
+import selectors
 import socket
 import struct
 import subprocess
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError
-from ledger.frames import read_frame, write_frame
+from ledger.frames import FRAME_LENGTH, read_frame, write_frame
 from ledger.store import StorageError
 
 if TYPE_CHECKING:
@@ -49,6 +53,7 @@ SOCKET_VARIABLE = "SHULIAN_WRITER_SOCKET"
 RECONNECT_AFTER_S = 1.0  # after a failed connect, workers decide here for this long before trying again
 START_TIMEOUT_S = 120.0
 PARENT_POLL_S = 0.5
+RECEIVE_BYTES = 1 << 16
 
 log = logging.getLogger("shulian.writer")
 
@@ -185,28 +190,46 @@ def _portable(exc: LedgerError) -> LedgerError:
     return Refusal(str(exc), exc.status, getattr(exc, "title", None), getattr(exc, "retry_after", None))
 
 
-def dispatch(node: Node, op: tuple[Any, ...]) -> tuple[str, Any]:
-    """One request's answer: ("ok", value) or ("error", a LedgerError to raise in the worker)."""
-    from api.services import decide_and_release
+def _narrowed(result: AccessResult) -> AccessResult:
+    """Each receipt with only the nodes of its own proof, not its whole batch's (less to send)."""
+    result.receipts = [
+        r._replace(proofs=r.proofs.narrowed(r.seq, r.tree_size)) if r.proofs is not None else r for r in result.receipts
+    ]
+    return result
 
-    try:
-        if op[0] == "access":
-            _, requester, request_hash, dataset, record, fields, purpose = op
-            result = decide_and_release(
-                node, requester, request_hash, dataset=dataset, record=record, fields=fields, purpose=purpose
-            )
-            # Each receipt travels with only the nodes of its own proof, not its whole batch's.
-            result.receipts = [
-                r._replace(proofs=r.proofs.narrowed(r.seq, r.tree_size)) if r.proofs is not None else r
-                for r in result.receipts
-            ]
-            return "ok", result
-        return "error", StorageError(f"the writer process does not know {op[0]!r}")
-    except LedgerError as exc:
-        return "error", _portable(exc)
-    except Exception as exc:
-        log.exception("writer: %s failed", op[0])
-        return "error", StorageError(f"the writer process failed: {exc}")
+
+def dispatch_many(node: Node, ops: list[Any]) -> list[tuple[str, Any]]:
+    """The answers to ``ops``, in order: ("ok", value) or ("error", a LedgerError to raise in the worker).
+
+    The access requests among them are decided by one call (one commit where they fit).
+    """
+    from api.services import AccessAsk, decide_and_release_many
+
+    replies: list[tuple[str, Any] | None] = [None] * len(ops)
+    asks: list[tuple[int, AccessAsk]] = []
+    for i, op in enumerate(ops):
+        if isinstance(op, tuple) and len(op) == 7 and op[0] == "access":
+            asks.append((i, AccessAsk(*op[1:])))
+        elif isinstance(op, tuple) and op:
+            replies[i] = ("error", StorageError(f"the writer process does not know {op[0]!r}"))
+        else:
+            replies[i] = ("error", StorageError("bad request"))
+    if asks:
+        try:
+            results = decide_and_release_many(node, [ask for _, ask in asks])
+        except LedgerError as exc:  # the whole batch refused (the keys unavailable, say)
+            results = [exc] * len(asks)
+        except Exception as exc:
+            log.exception("writer: deciding %d access requests failed", len(asks))
+            results = [StorageError(f"the writer process failed: {exc}")] * len(asks)
+        for (i, _), result in zip(asks, results, strict=True):
+            replies[i] = ("error", _portable(result)) if isinstance(result, LedgerError) else ("ok", _narrowed(result))
+    return [reply or ("error", StorageError("bad request")) for reply in replies]
+
+
+def dispatch(node: Node, op: tuple[Any, ...]) -> tuple[str, Any]:
+    """One request's answer (``dispatch_many`` of one)."""
+    return dispatch_many(node, [op])[0]
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -215,19 +238,101 @@ def _same_user(conn: socket.socket) -> bool:
     return bool(uid == os.getuid())
 
 
-def _answer(node: Node, conn: socket.socket) -> None:
-    stream = conn.makefile("rwb")
-    with conn, stream:
+class _Peer:
+    """A worker's connection: bytes received so far and the frames complete in them."""
+
+    __slots__ = ("buffer", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def frames(self) -> list[Any]:
+        """The complete frames received, taken off the buffer (a bad one raises ``pickle.UnpicklingError``)."""
+        out = []
+        while len(self.buffer) >= FRAME_LENGTH:
+            size = int.from_bytes(self.buffer[:FRAME_LENGTH], "big")
+            if len(self.buffer) < FRAME_LENGTH + size:
+                break
+            data = bytes(self.buffer[FRAME_LENGTH : FRAME_LENGTH + size])
+            del self.buffer[: FRAME_LENGTH + size]
+            out.append(pickle.loads(data))  # noqa: S301 - a peer of our own user (ledger.frames)
+        return out
+
+
+class _Loop:
+    """One thread answers every worker: it reads the requests that have arrived on all connections,
+    decides them together (one commit where they fit) and answers each. No thread per connection: a
+    request costs no thread switch and no wait for the GIL."""
+
+    def __init__(self, node: Node, listener: socket.socket) -> None:
+        self.node = node
+        self.listener = listener
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, None)
+
+    def run(self) -> None:
+        while True:
+            waiting: list[tuple[_Peer, Any]] = []
+            if self._gather(self.selector.select(), waiting):  # new connections: their requests too
+                self._gather(self.selector.select(0), waiting)
+            if waiting:
+                replies = dispatch_many(self.node, [op for _, op in waiting])
+                for (peer, _), reply in zip(waiting, replies, strict=True):
+                    self._send(peer, reply)
+
+    def _gather(self, events: list[tuple[selectors.SelectorKey, int]], waiting: list[tuple[_Peer, Any]]) -> bool:
+        """Add the requests received to ``waiting``; whether new connections were accepted."""
+        accepted = False
+        for key, _ in events:
+            if key.data is None:
+                accepted = self._accept() or accepted
+            else:
+                waiting.extend((key.data, op) for op in self._receive(key.data))
+        return accepted
+
+    def _accept(self) -> bool:
+        """Accept every connection waiting (the listener does not block); whether there was one."""
+        accepted = False
         while True:
             try:
-                op = read_frame(stream)
-            except (OSError, EOFError, pickle.UnpicklingError):
-                return
-            reply = dispatch(node, op) if isinstance(op, tuple) and op else ("error", StorageError("bad request"))
-            try:
-                write_frame(stream, reply)
-            except OSError:
-                return
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return accepted
+            accepted = True
+            if not _same_user(conn):
+                conn.close()
+                continue
+            conn.setblocking(True)  # answers are written whole (each connection has one request in flight)
+            self.selector.register(conn, selectors.EVENT_READ, _Peer(conn))
+
+    def _receive(self, peer: _Peer) -> list[Any]:
+        try:
+            data = peer.sock.recv(RECEIVE_BYTES)
+        except OSError:
+            data = b""
+        if not data:  # the worker closed it (an unfinished frame in it is never acted on)
+            self._drop(peer)
+            return []
+        peer.buffer += data
+        try:
+            return peer.frames()
+        except Exception:  # not a frame of ours: drop the connection, nothing acted on
+            self._drop(peer)
+            return []
+
+    def _send(self, peer: _Peer, reply: tuple[str, Any]) -> None:
+        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            peer.sock.sendall(len(data).to_bytes(FRAME_LENGTH, "big") + data)
+        except OSError:
+            self._drop(peer)
+
+    def _drop(self, peer: _Peer) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(peer.sock)
+        with contextlib.suppress(OSError):
+            peer.sock.close()
 
 
 def _follow_parent(parent: int, path: str) -> None:
@@ -253,13 +358,9 @@ def serve(path: str) -> None:
     listener.bind(path)
     os.chmod(path, 0o600)
     listener.listen(512)
+    listener.setblocking(False)
     log.info("writer process listening on %s", path)
-    while True:
-        conn, _ = listener.accept()
-        if not _same_user(conn):
-            conn.close()
-            continue
-        threading.Thread(target=_answer, args=(node, conn), daemon=True, name="writer-conn").start()
+    _Loop(node, listener).run()
 
 
 # -- started by ``serve`` ---------------------------------------------------------------------------

@@ -12,13 +12,13 @@ import io
 import pickle
 from typing import Any, BinaryIO
 
-_LENGTH = 8
+FRAME_LENGTH = 8  # bytes of the big-endian length before each pickle
 
 
 def write_frame(stream: BinaryIO | io.BufferedIOBase, value: object) -> None:
     """Write ``value`` as one frame and flush it."""
     data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(len(data).to_bytes(_LENGTH, "big"))
+    stream.write(len(data).to_bytes(FRAME_LENGTH, "big"))
     stream.write(data)
     stream.flush()
 
@@ -38,5 +38,5 @@ def _read_exactly(stream: io.BufferedIOBase | io.RawIOBase, size: int) -> bytear
 
 def read_frame(stream: io.BufferedIOBase | io.RawIOBase) -> Any:
     """The next frame's value; ``EOFError`` at the end of the stream (or in the middle of a frame)."""
-    size = int.from_bytes(_read_exactly(stream, _LENGTH), "big")
+    size = int.from_bytes(_read_exactly(stream, FRAME_LENGTH), "big")
     return pickle.loads(_read_exactly(stream, size))  # noqa: S301 - a trusted peer (see the module docstring)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -223,6 +223,17 @@ class Sequencer:
         cannot race with other writers (a use of a consent is counted exactly once).
         """
         return self._submit(_Pending([], [], build=build, attach=attach))
+
+    def transact_many(self, builds: Sequence[Builder]) -> list[list[Receipt] | LedgerError]:
+        """``transact`` for several builders at once, committed together where they fit; one result each,
+        in order: the builder's receipts, or the error that refused it (the others go on without it)."""
+        items = [_Pending([], [], build=build) for build in builds]
+        self._wait(items)
+        out: list[list[Receipt] | LedgerError] = []
+        for p in items:
+            assert p.result is not None
+            out.append(p.result)
+        return out
 
     def append_many(self, leaves: list[bytes]) -> list[Receipt | LedgerError]:
         """Append several envelopes, committed together where they fit; one result each, in order."""

@@ -189,3 +189,46 @@ def test_run_by_hand_without_its_socket_it_prints_its_usage() -> None:
     out = subprocess.run([sys.executable, "-m", "api.writer"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 2
     assert out.stderr.startswith("usage: python -m api.writer SOCKET_PATH")
+
+
+def test_requests_arriving_together_are_decided_in_one_commit_and_a_refusal_stops_no_other(
+    world: World, writer_proc: subprocess.Popen[bytes], node: Node, ledger_url: str
+) -> None:
+    world.grant("a", max_uses=None)
+    assert node.writer is not None
+    client = node.writer
+    requester = world.depts["gjj"].key_id
+    asked = {"dataset": DIBAO, "record": "mzj-a", "fields": ["name"], "purpose": CONSENT_PURPOSE}
+    client.access(requester, "d" * 64, **asked)  # type: ignore[arg-type]
+    before = world.size()
+    os.kill(writer_proc.pid, signal.SIGSTOP)  # the requests queue on its socket meanwhile
+    hashes = [c * 64 for c in "0123456"] + ["d" * 64]  # the last was decided already
+    outcome: dict[str, object] = {}
+
+    def call(request_hash: str) -> None:
+        try:
+            outcome[request_hash] = client.access(requester, request_hash, **asked)  # type: ignore[arg-type]
+        except Exception as exc:
+            outcome[request_hash] = exc
+
+    threads = [threading.Thread(target=call, args=(h,)) for h in hashes]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    os.kill(writer_proc.pid, signal.SIGCONT)
+    for thread in threads:
+        thread.join(30)
+    refused = outcome.pop("d" * 64)
+    assert isinstance(refused, StateConflict), refused
+    results = list(outcome.values())
+    assert len(results) == 7 and all(isinstance(r, api.services.AccessResult) for r in results), results
+    sizes = {r.receipts[-1].tree_size for r in results}  # type: ignore[attr-defined]
+    assert sizes == {before + 14}, sizes  # all fourteen entries sealed by one block
+    seqs = sorted(seq for r in results for seq in (x.seq for x in r.receipts))  # type: ignore[attr-defined]
+    assert seqs == list(range(before, before + 14))
+    for r in results:
+        assert [x.inclusion() for x in r.receipts] == [  # type: ignore[attr-defined]
+            node.reader.inclusion(x.leaf_hash, x.tree_size).hashes
+            for x in r.receipts  # type: ignore[attr-defined]
+        ]
+    check_ledger(ledger_url)
