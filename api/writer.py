@@ -14,10 +14,10 @@ answer are one frame each (``ledger.frames``), one request at a time per connect
 per request in flight. One thread serves them all: it takes every request that has arrived, decides
 them together in one commit where they fit (``decide_and_release_many``) and answers each; a thread
 per connection cost a GIL hand-off and a wake-up per request, and with them ~1.4 ms of the writer's
-CPU a release against ~0.9 ms now (docs/SCALE.md). A worker that cannot reach the writer decides in its own process, on its own
-sequencer (several writers share a ledger safely, only more slowly); a worker whose writer ends in
-the middle of a request answers 503: whatever the writer committed is on the ledger, and a signed
-request is decided at most once.
+CPU a release against ~0.9 ms now (docs/SCALE.md). A worker that cannot reach the writer decides in
+its own process, on its own sequencer (several writers share a ledger safely, only more slowly); a
+worker whose writer ends in the middle of a request answers 503: whatever the writer committed is on
+the ledger, and a signed request is decided at most once.
 
 ``python -m api.writer SOCKET`` runs it over SHULIAN_DB and SHULIAN_HOME, as a worker would.
 """
