@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.edge import Edge
+from api.fastpath import PATH, AccessFastPath
 from api.limits import RateLimits
 from api.node import Node
 from api.routes import (
@@ -47,7 +48,8 @@ def create_app(node: Node | None = None, settings: Settings | None = None) -> Fa
         settings.rate_key_per_s, settings.rate_key_burst, settings.rate_ip_per_s, settings.rate_ip_burst
     )
     problems.install(app)
-    app.add_middleware(Edge, limits=limits, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessFastPath, route=next((r for r in access.router.routes if r.path == PATH), None))  # type: ignore[attr-defined]
+    app.add_middleware(Edge, limits=limits, max_body_bytes=settings.max_body_bytes)  # outside the fast path
     for module in (
         operations,
         transparency,

@@ -86,13 +86,25 @@ async def authenticate(request: Request, node: NodeDep) -> Caller:
     The body is read on the event loop; the checks (database reads, the nonce write) run in the
     thread pool so that a slow database never stalls other requests.
     """
-    settings = getattr(request.app.state, "settings", None)  # the operator's limit, as api.edge enforces it
-    body = await read_body(request, getattr(settings, "max_body_bytes", MAX_REQUEST_BYTES))
-    caller = await run_in_threadpool(_authenticate, node, request.method, target_uri(request), request.headers, body)
+    body = await read_body(request, body_limit(request))
+    url = target_uri(request)
+    return await run_in_threadpool(authenticate_now, node, request, url, body)
+
+
+def body_limit(request: Request) -> int:
+    """The operator's limit on request bodies, as api.edge enforces it."""
+    settings = getattr(request.app.state, "settings", None)
+    return int(getattr(settings, "max_body_bytes", MAX_REQUEST_BYTES))
+
+
+def authenticate_now(node: Node, request: Request, url: str, body: bytes) -> Caller:
+    """``authenticate`` once the body is read, on a thread that may block (database reads, the nonce
+    write); the caller's key is charged against its rate (429 past it, ``api.limits``)."""
+    caller = _authenticate(node, request.method, url, request.headers, body)
     annotate(key_id=caller.key_id)
     limits: RateLimits | None = getattr(request.app.state, "limits", None)
     if limits is not None:
-        limits.charge_key(caller.key_id)  # 429 past the key's rate (api.limits)
+        limits.charge_key(caller.key_id)
     return caller
 
 

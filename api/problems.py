@@ -65,21 +65,37 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
-def install(app: FastAPI) -> None:
-    """Map every error to a problem response; nothing escapes as a bare 500 with a traceback."""
+# the driver's and SQLAlchemy's errors wherever a route meets them outside the Store's wrappers
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, DisconnectionError, sqlite3.Error, psycopg.Error)
 
-    @app.exception_handler(LedgerError)
-    async def _ledger(_: Request, exc: LedgerError) -> JSONResponse:
-        if isinstance(exc, StorageError):
-            return _database_problem(exc)
+
+def problem_for(exc: Exception) -> JSONResponse | None:
+    """The problem response for an error the service knows (None for anything else: a bug, a 500)."""
+    if isinstance(exc, StorageError):
+        return _database_problem(exc)
+    if isinstance(exc, LedgerError):
         return problem(
             exc.status, str(exc), title=getattr(exc, "title", None), retry_after=getattr(exc, "retry_after", None)
         )
-
-    @app.exception_handler(KeystoreError)
-    async def _keystore(_: Request, exc: KeystoreError) -> JSONResponse:
+    if isinstance(exc, KeystoreError):
         log.error("keystore: %s", exc)
         return problem(503, "the service's keys are unavailable")
+    if isinstance(exc, DATABASE_ERRORS):
+        return _database_problem(exc)
+    return None
+
+
+def install(app: FastAPI) -> None:
+    """Map every error to a problem response; nothing escapes as a bare 500 with a traceback."""
+
+    async def _known(_: Request, exc: Exception) -> JSONResponse:
+        response = problem_for(exc)
+        assert response is not None  # registered for the known types only
+        return response
+
+    known: tuple[type[Exception], ...] = (LedgerError, KeystoreError, *DATABASE_ERRORS)
+    for exc_type in known:
+        app.add_exception_handler(exc_type, _known)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -91,13 +107,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail))
-
-    async def _database(_: Request, exc: Exception) -> JSONResponse:
-        return _database_problem(exc)
-
-    # the driver's and SQLAlchemy's errors wherever a route meets them outside the Store's wrappers
-    for exc_type in (DBAPIError, DisconnectionError, sqlite3.Error, psycopg.Error):
-        app.add_exception_handler(exc_type, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 
-from api.auth import CallerDep, require
+from api.auth import Caller, CallerDep, require
 from api.deps import NodeDep
+from api.node import Node
 from api.problems import problem
 from api.routes.common import ERRORS, SIGNED_HEADERS
 from api.schemas import AppendOut
@@ -57,7 +56,13 @@ class AccessOut(BaseModel):
     + " An allow answers 201 with the decision and the sealed release, both on the ledger with their proofs;"
     " a deny answers 403 with the logged decision's seq and reasons.",
 )
-def request(node: NodeDep, caller: CallerDep) -> Any:
+def request(node: NodeDep, caller: CallerDep) -> Response:
+    """Declared here for routing and OpenAPI; ``serve`` answers it through ``api.fastpath`` (same ``answer``)."""
+    return answer(node, caller)
+
+
+def answer(node: Node, caller: Caller) -> Response:
+    """Decide the caller's access request and answer it: 201 with the release, or the logged deny's 403."""
     require(caller, "department")
     try:
         doc = AccessRequest.model_validate_json(caller.body)
