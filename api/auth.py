@@ -97,10 +97,15 @@ def body_limit(request: Request) -> int:
     return int(getattr(settings, "max_body_bytes", MAX_REQUEST_BYTES))
 
 
-def authenticate_now(node: Node, request: Request, url: str, body: bytes) -> Caller:
+def authenticate_now(node: Node, request: Request, url: str, body: bytes, *, decided: bool = False) -> Caller:
     """``authenticate`` once the body is read, on a thread that may block (database reads, the nonce
-    write); the caller's key is charged against its rate (429 past it, ``api.limits``)."""
-    caller = _authenticate(node, request.method, url, request.headers, body)
+    write); the caller's key is charged against its rate (429 past it, ``api.limits``).
+
+    ``decided``: for a request whose decision is logged with the request's hash (an access request):
+    the writer refuses a second one with that hash inside its lock (``Replayed``, nothing appended),
+    which is the nonce register's check made on the ledger itself, so no nonce is written here.
+    """
+    caller = _authenticate(node, request.method, url, request.headers, body, remember_nonce=not decided)
     annotate(key_id=caller.key_id)
     limits: RateLimits | None = getattr(request.app.state, "limits", None)
     if limits is not None:
@@ -108,7 +113,9 @@ def authenticate_now(node: Node, request: Request, url: str, body: bytes) -> Cal
     return caller
 
 
-def _authenticate(node: Node, method: str, url: str, headers: Headers, body: bytes) -> Caller:
+def _authenticate(
+    node: Node, method: str, url: str, headers: Headers, body: bytes, *, remember_nonce: bool = True
+) -> Caller:
     view = node.view
     verified = verify_request(
         method=method,
@@ -124,7 +131,8 @@ def _authenticate(node: Node, method: str, url: str, headers: Headers, body: byt
     at = utcnow()
     if at < record.valid_from or (record.valid_until is not None and at >= record.valid_until):
         raise Forbidden(f"key {record.key_id} is {record.ended_how or 'not yet valid'}; sign with a current key")
-    node.nonces.remember(verified.nonce, verified.key_id, verified.created)
+    if remember_nonce:
+        node.nonces.remember(verified.nonce, verified.key_id, verified.created)
     return Caller(record, principal, verified.request_hash, body)
 
 

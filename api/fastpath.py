@@ -2,9 +2,11 @@
 
 ``POST /v1/access/requests`` is declared in ``api.routes.access`` (its OpenAPI, its handler) and
 answered here by the same ``answer``: the body read on the event loop, then one trip to the thread
-pool for everything that may block (the signature and key checks, the nonce, the decision in the
-writer, the answer's JSON), where the route path took two plus FastAPI's route matching and
-dependency solving: about a third of an HTTP worker's time a release (docs/SCALE.md). It sits inside
+pool for everything that may block (the signature, the decision in the writer, the answer's JSON),
+where the route path took two plus FastAPI's route matching and dependency solving: about a third of
+an HTTP worker's time a release (docs/SCALE.md). A replay is refused by the writer, inside its lock,
+on the request hashes its decisions log (``api.auth.authenticate_now`` with ``decided``): no nonce is
+written for it. It sits inside
 ``api.edge``, so request ids, size and rate limits, the access log and the metrics are the same, and
 its errors are the problems the app's handlers give (``api.problems.problem_for``).
 """
@@ -50,4 +52,4 @@ class AccessFastPath:
 
 
 def _answer(node: Node, request: Request, url: str, body: bytes) -> Response:
-    return access.answer(node, authenticate_now(node, request, url, body))
+    return access.answer(node, authenticate_now(node, request, url, body, decided=True))

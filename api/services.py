@@ -18,10 +18,11 @@ from sqlalchemy.exc import OperationalError
 
 from api.auth import Caller, Forbidden
 from api.node import Node
+from api.nonces import Replayed
 from api.schemas import AppendOut, EntryOut, Proof
 from consent.commitment import commit_record, decode_salts, disclose, encode_salts
 from consent.decision import Decision, decide, decision_body
-from consent.errors import InvalidBody, StateConflict
+from consent.errors import InvalidBody
 from consent.record import parse_record_commit
 from consent.release import build_release, seal, usage_release_body
 from consent.state import ConsentState
@@ -207,8 +208,8 @@ def _access_builder(node: Node, service: SigningKey, ask: AccessAsk, made: dict[
     def build(ctx: BuildContext) -> list[bytes]:
         state = ctx.machines[0]
         assert isinstance(state, ConsentState)
-        if state.decision_of_request(request_hash) is not None:
-            raise StateConflict("this signed request was already decided")
+        if state.decision_of_request(request_hash) is not None:  # the replay check of an access request
+            raise Replayed("this signed request was already received (and decided); sign it afresh")
         decision = decide(
             state, ctx.registry, requester=requester, dataset=dataset, record=record, fields=ask.fields,
             purpose=ask.purpose, at=ctx.time,

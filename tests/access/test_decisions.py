@@ -16,7 +16,8 @@ import pytest
 
 import api.services
 from api.client import ClientError, Release
-from api.nonces import NonceRegister
+from api.node import Node
+from api.routes import access as access_route
 from consent.decision import DENY_REASONS
 from consent.errors import ReleaseError
 from consent.masking import mask
@@ -112,19 +113,19 @@ def _requester_key_invalid(w: World) -> tuple[Callable[[], Any], str]:
     """Revoked after the request was authenticated, before it is decided (see the HTTP-only test below)."""
     gjj = w.depts["gjj"].key_id
     revoke = sign_envelope(w.admin.signing, "identity.revoke", {"key_id": gjj})
-    original = NonceRegister.remember
+    original = access_route.request_access
 
-    def revoke_after_auth(register: NonceRegister, nonce: str, key_id: str, created: int) -> None:
-        original(register, nonce, key_id, created)
-        if key_id == gjj:
+    def revoke_after_auth(node: Node, requester: str, *args: Any, **kwargs: Any) -> Any:
+        if requester == gjj:
             w.node.append(revoke)
+        return original(node, requester, *args, **kwargs)
 
     def call() -> Any:
-        NonceRegister.remember = revoke_after_auth  # type: ignore[method-assign]  # the server runs in this process
+        access_route.request_access = revoke_after_auth  # the server runs in this process
         try:
             return ask(w, "gjj", ["monthly_allowance"], purpose=DUTY_PURPOSE)
         finally:
-            NonceRegister.remember = original  # type: ignore[method-assign]
+            access_route.request_access = original
 
     return call, "gjj"
 

@@ -6,17 +6,24 @@ The nonce register lives in the database, so these run on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import time
+import warnings
+from pathlib import Path
 
 import httpx
 import pytest
 
+from api.app import create_app
 from api.client import ClientError, ShulianClient
-from api.node import identity_body
+from api.node import Node, identity_body
 from keys.keystore import StoredKey
 from ledger.canonical import canonical_bytes
 from ledger.envelope import sign_envelope
 from tests.access.signing import assert_problem, send_signed, signed_headers
 from tests.access.world import CONSENT_PURPOSE, DIBAO, DUTY_PURPOSE, World
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's TestClient on httpx: deprecated, still what it runs on
+    from starlette.testclient import TestClient
 
 REQUEST = canonical_bytes({"dataset": DIBAO, "record": "mzj-b", "fields": ["household_size"], "purpose": DUTY_PURPOSE})
 
@@ -119,3 +126,25 @@ def test_unknown_key_is_refused(world: World) -> None:
     with pytest.raises(ClientError) as caught:
         client.me()
     assert caught.value.status == 401 and "unknown key" in caught.value.problem["detail"]
+
+
+def test_an_access_request_replayed_to_another_replica_is_refused(
+    world: World, http: httpx.Client, ledger_url: str, shulian_home: Path
+) -> None:
+    """No nonce is written for an access request: the writer refuses a second decision of the same signed
+    request by its hash on the ledger, whichever replica (here a second node on the same database) it reaches."""
+    world.grant("b", max_uses=None)
+    gjj = world.depts["gjj"].key
+    request, headers = signed_headers(http, gjj, "POST", "/v1/access/requests", REQUEST)
+    request.headers.update(headers)
+    first = http.send(request)
+    assert first.status_code == 201, first.text
+    size = world.size()
+    other = Node(ledger_url, shulian_home)
+    try:
+        with TestClient(create_app(other), base_url=str(http.base_url)) as replica:
+            again = replica.post("/v1/access/requests", content=REQUEST, headers=dict(request.headers))
+    finally:
+        other.close()
+    assert "replayed" in str(assert_problem(again, 401)["title"]).lower()
+    assert world.size() == size, "a replayed request appended something"

@@ -26,7 +26,7 @@ import api.services
 from api import writer
 from api.client import ClientError
 from api.node import Node
-from consent.errors import StateConflict
+from api.nonces import Replayed
 from consent.masking import mask
 from tests.access.world import CONSENT_PURPOSE, DIBAO, World
 from tests.support import check_ledger
@@ -89,7 +89,7 @@ def test_a_refusal_in_the_writer_keeps_its_class(
     assert [r.inclusion() for r in first.receipts] == [
         node.reader.inclusion(r.leaf_hash, r.tree_size).hashes for r in first.receipts
     ]
-    with pytest.raises(StateConflict, match="already decided"):
+    with pytest.raises(Replayed, match="already received"):
         node.writer.access(requester, "a" * 64, **kwargs)  # type: ignore[arg-type]
 
 
@@ -219,7 +219,7 @@ def test_requests_arriving_together_are_decided_in_one_commit_and_a_refusal_stop
     for thread in threads:
         thread.join(30)
     refused = outcome.pop("d" * 64)
-    assert isinstance(refused, StateConflict), refused
+    assert isinstance(refused, Replayed), refused
     results = list(outcome.values())
     assert len(results) == 7 and all(isinstance(r, api.services.AccessResult) for r in results), results
     sizes = {r.receipts[-1].tree_size for r in results}  # type: ignore[attr-defined]
