@@ -152,5 +152,19 @@ def sign_envelope(
         "actor": key_id(bytes(signing_key.verify_key)),
         "body": body,
     }
-    sig = sodium.sign(signing_key, canonical_bytes(unsigned))  # the same signature, without releasing the GIL
-    return canonical_bytes({**unsigned, "sig": base64.b64encode(sig).decode()})
+    signed = canonical_bytes(unsigned)
+    sig = sodium.sign(signing_key, signed)  # the same signature, without releasing the GIL
+    return with_signature(signed, sig)
+
+
+def with_signature(signed: bytes, sig: bytes) -> bytes:
+    """The canonical leaf from the canonical signed bytes and the signature, without encoding it again.
+
+    The inverse of ``signed_bytes``: ``sig`` sorts between ``body`` and ``ts``, and the last ``,"ts":"``
+    is the top-level member's (after it come only its timestamp, ``type`` and ``v``); inserting a
+    member into a canonical object where its key sorts leaves the canonical form of the whole.
+    """
+    cut = signed.rfind(b',"ts":"')
+    if cut < 0:
+        raise EnvelopeError("signed bytes without a top-level ts")
+    return signed[:cut] + b',"sig":"' + base64.b64encode(sig) + b'"' + signed[cut:]

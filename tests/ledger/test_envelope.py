@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keys.keyid import is_key_id, key_id
 from ledger.canonical import canonical_bytes
-from ledger.envelope import MAX_ENTRY_BYTES, parse_envelope, sign_envelope, verify_ed25519
+from ledger.envelope import MAX_ENTRY_BYTES, parse_envelope, sign_envelope, signed_bytes, verify_ed25519
 from ledger.errors import CanonicalError, EnvelopeError, LedgerError, SignatureError
 from tests.support import fixed_key
 
@@ -152,3 +154,27 @@ def test_refusals_are_ledger_errors_with_a_status() -> None:
             parse_envelope(leaf)
         assert info.value.status == 422
         assert str(info.value)
+
+
+nested = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**53) + 1, 2**53 - 1), st.text(max_size=8)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(["ts", "sig", "v", "type", "actor", "body", "a", "z", ',"ts":"']), inner),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["ts", "sig", "x", "body", "目录", ',"ts":"']), nested, max_size=5))
+def test_signed_leaf_is_the_canonical_envelope(body: dict[str, Any]) -> None:
+    """sign_envelope inserts the signature into the signed bytes (``with_signature``): exactly the RFC 8785
+    bytes of the whole envelope, whatever members named like the envelope's the body holds."""
+    leaf = sign_envelope(KEY, "record.commit", body, ts=TS)
+    value = json.loads(leaf)
+    assert leaf == rfc8785.dumps(value)
+    assert value["body"] == body and set(value) == {"v", "type", "ts", "actor", "body", "sig"}
+    env = parse_envelope(leaf)
+    env.verify_signature(bytes(KEY.verify_key))
+    assert signed_bytes(env) == env.signed_bytes()
