@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError
-from ledger.frames import FRAME_LENGTH, read_frame, write_frame
+from ledger.frames import encode_frame, read_frame, take_frames, write_frame
 from ledger.store import StorageError
 
 if TYPE_CHECKING:
@@ -227,11 +227,6 @@ def dispatch_many(node: Node, ops: list[Any]) -> list[tuple[str, Any]]:
     return [reply or ("error", StorageError("bad request")) for reply in replies]
 
 
-def dispatch(node: Node, op: tuple[Any, ...]) -> tuple[str, Any]:
-    """One request's answer (``dispatch_many`` of one)."""
-    return dispatch_many(node, [op])[0]
-
-
 def _same_user(conn: socket.socket) -> bool:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
@@ -239,25 +234,13 @@ def _same_user(conn: socket.socket) -> bool:
 
 
 class _Peer:
-    """A worker's connection: bytes received so far and the frames complete in them."""
+    """A worker's connection and the bytes received on it that do not make a whole frame yet."""
 
     __slots__ = ("buffer", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buffer = bytearray()
-
-    def frames(self) -> list[Any]:
-        """The complete frames received, taken off the buffer (a bad one raises ``pickle.UnpicklingError``)."""
-        out = []
-        while len(self.buffer) >= FRAME_LENGTH:
-            size = int.from_bytes(self.buffer[:FRAME_LENGTH], "big")
-            if len(self.buffer) < FRAME_LENGTH + size:
-                break
-            data = bytes(self.buffer[FRAME_LENGTH : FRAME_LENGTH + size])
-            del self.buffer[: FRAME_LENGTH + size]
-            out.append(pickle.loads(data))  # noqa: S301 - a peer of our own user (ledger.frames)
-        return out
 
 
 class _Loop:
@@ -316,15 +299,14 @@ class _Loop:
             return []
         peer.buffer += data
         try:
-            return peer.frames()
+            return take_frames(peer.buffer)
         except Exception:  # not a frame of ours: drop the connection, nothing acted on
             self._drop(peer)
             return []
 
     def _send(self, peer: _Peer, reply: tuple[str, Any]) -> None:
-        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            peer.sock.sendall(len(data).to_bytes(FRAME_LENGTH, "big") + data)
+            peer.sock.sendall(encode_frame(reply))
         except OSError:
             self._drop(peer)
 

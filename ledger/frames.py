@@ -15,12 +15,29 @@ from typing import Any, BinaryIO
 FRAME_LENGTH = 8  # bytes of the big-endian length before each pickle
 
 
+def encode_frame(value: object) -> bytes:
+    """``value`` as one frame's bytes."""
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(FRAME_LENGTH, "big") + data
+
+
 def write_frame(stream: BinaryIO | io.BufferedIOBase, value: object) -> None:
     """Write ``value`` as one frame and flush it."""
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(len(data).to_bytes(FRAME_LENGTH, "big"))
-    stream.write(data)
+    stream.write(encode_frame(value))
     stream.flush()
+
+
+def take_frames(buffer: bytearray) -> list[Any]:
+    """The values of the whole frames at the start of ``buffer``, taken off it (a part of one stays)."""
+    out = []
+    while len(buffer) >= FRAME_LENGTH:
+        size = int.from_bytes(buffer[:FRAME_LENGTH], "big")
+        if len(buffer) < FRAME_LENGTH + size:
+            break
+        data = bytes(buffer[FRAME_LENGTH : FRAME_LENGTH + size])
+        del buffer[: FRAME_LENGTH + size]
+        out.append(pickle.loads(data))  # noqa: S301 - a trusted peer (see the module docstring)
+    return out
 
 
 def _read_exactly(stream: io.BufferedIOBase | io.RawIOBase, size: int) -> bytearray:
