@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,7 +109,7 @@ def test_a_worker_decides_itself_when_the_writer_is_gone(
 
 
 def test_a_writer_dying_during_a_request_answers_503_and_writes_nothing(
-    world: World, writer_proc: subprocess.Popen[bytes], node: Node, ledger_url: str
+    world: World, writer_proc: subprocess.Popen[bytes], node: Node, ledger_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world.grant("a", max_uses=None)
     assert node.writer is not None
@@ -121,16 +122,25 @@ def test_a_writer_dying_during_a_request_answers_503_and_writes_nothing(
     requester = world.depts["gjj"].key_id
     asked = {"dataset": DIBAO, "record": "mzj-a", "fields": ["name"], "purpose": CONSENT_PURPOSE}
 
+    sent = threading.Event()
+
+    def write_then_tell(stream: Any, value: object) -> None:
+        real_write_frame(stream, value)
+        sent.set()
+
     def call() -> None:
         try:
             outcome.append(client.access(requester, "b" * 64, **asked))
         except Exception as exc:
             outcome.append(exc)
 
+    real_write_frame = writer.write_frame
+    monkeypatch.setattr(writer, "write_frame", write_then_tell)
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(0.5)
-    assert thread.is_alive()  # sent, waiting for the stopped writer
+    assert sent.wait(30)  # the whole request is with the stopped writer (not a fixed sleep: CI may be slow)
+    time.sleep(0.2)
+    assert thread.is_alive()  # waiting for the answer
     writer_proc.kill()
     thread.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], writer.WriterGone), outcome
