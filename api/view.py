@@ -74,17 +74,20 @@ class LedgerView:
                 rec = self.registry.keys.get(key_id)
             return rec
 
-    def current_key(self, key_id: str) -> tuple[KeyRecord | None, str]:
+    def current_key(self, key_id: str, *, max_age_s: float = 0.0) -> tuple[KeyRecord | None, str]:
         """A key as it stands now and its principal, for authenticating a request.
 
         Keys change only by identity entries, so the view is refreshed only when one is newer than
         what it has applied: a request pays one indexed look-up, not the replay of every decision and
         release appended since (the reads that need the consent state refresh it themselves), and
         requests waiting together share the look-up that began after they were asked.
+
+        ``max_age_s``: a look-up that began up to this long before the request was asked serves it (for
+        a request whose decision checks the key again on the ledger itself: an access request).
         """
         asked = time.perf_counter_ns()
         with self._lock:
-            if asked >= self._checked:  # no look-up (or refresh) began since this request was asked
+            if asked - int(max_age_s * 1e9) >= self._checked:  # no look-up (or refresh) began since then
                 started = time.perf_counter_ns()
                 with self.store.reader() as conn:
                     newest = conn.exec_driver_sql(_LAST_IDENTITY).scalar()

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import api.auth
 from api.app import create_app
 from api.client import ClientError, ShulianClient
 from api.node import Node, identity_body
@@ -90,7 +91,8 @@ def rotate(world: World, dept: str) -> StoredKey:
     return new
 
 
-def test_rotated_away_key_is_refused(world: World, http: httpx.Client) -> None:
+def test_rotated_away_key_is_refused(world: World, http: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api.auth, "DECIDED_KEY_AGE_S", 0.0)  # every request looks the key up afresh
     old = world.depts["gjj"]
     presigned, headers = signed_headers(http, old.key, "GET", "/v1/agreements")
     presigned.headers.update(headers)
@@ -107,6 +109,29 @@ def test_rotated_away_key_is_refused(world: World, http: httpx.Client) -> None:
     assert release.basis == [world.duty_agreement] and release.values == {"household_size": 2}
     world.grant("a", grantee="gjj")
     assert client.request(dataset=DIBAO, record="mzj-a", fields=["name"], purpose=CONSENT_PURPOSE).values
+
+
+def test_a_key_rotated_since_the_last_look_up_is_denied_on_the_ledger(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An access request may use a look-up of its key up to DECIDED_KEY_AGE_S old: the decision checks the
+    key again on the ledger, so a key rotated since is denied there, logged, and nothing is released."""
+    monkeypatch.setattr(api.auth, "DECIDED_KEY_AGE_S", 3600.0)
+    old = world.depts["gjj"]
+    ask = {"dataset": DIBAO, "record": "mzj-b", "fields": ["household_size"], "purpose": DUTY_PURPOSE}
+    assert old.client.request(**ask).values == {"household_size": 2}  # type: ignore[arg-type]
+    rotate(world, "gjj")
+    before = world.size()
+    with pytest.raises(ClientError) as caught:
+        old.client.request(**ask)  # type: ignore[arg-type]
+    assert caught.value.status == 403 and caught.value.problem["reasons"] == ["requester_key_invalid"]
+    assert caught.value.problem["decision"] == before
+    assert world.types_from(before) == ["access.decision"]
+    monkeypatch.setattr(api.auth, "DECIDED_KEY_AGE_S", 0.0)
+    with pytest.raises(ClientError) as caught:  # looked up afresh: refused before any decision
+        old.client.request(**ask)  # type: ignore[arg-type]
+    assert caught.value.status == 403 and "rotated" in caught.value.problem["detail"]
+    assert world.types_from(before) == ["access.decision"]
 
 
 def test_revoked_key_reads_nothing(world: World) -> None:

@@ -123,3 +123,22 @@ def test_look_ups_of_keys_waiting_together_share_one(node: Node) -> None:
     with statements(node, "identity.rotate") as looked:
         while_held(view, lambda: view.current_key(dept.key_id))
         assert 1 <= len(looked) <= 2  # one, unless a reader was descheduled for 0.3 s before asking
+
+
+def test_a_look_up_younger_than_max_age_serves_without_another(node: Node) -> None:
+    """``max_age_s`` (access requests, whose decision checks the key again): a look-up begun within that
+    time serves the request; an older one does not, and the key's change is then seen."""
+    view = LedgerView(node.store)
+    dept = register(node, "age-dept", "department")
+    view.current_key(dept.key_id)  # a look-up now
+    admin = node.local_key("admin")
+    node.append(sign_envelope(admin.signing, "identity.revoke", {"key_id": dept.key_id}))
+    with statements(node, "identity.rotate") as looked:
+        record, _ = view.current_key(dept.key_id, max_age_s=3600)
+        assert looked == [] and record is not None and record.valid_until is None  # the cached state
+        record, _ = view.current_key(dept.key_id, max_age_s=0.0)
+        assert len(looked) == 1 and record is not None and record.valid_until is not None
+    time.sleep(0.05)
+    with statements(node, "identity.rotate") as looked:
+        view.current_key(dept.key_id, max_age_s=0.01)  # the last look-up is older than that
+        assert len(looked) == 1
