@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from api import tables
 from api.httpsig import MAX_SKEW
 from ledger.errors import LedgerError
-from ledger.store import StorageError, Store, make_engine
+from ledger.store import StorageError, Store, make_engine, sqlite_wal
 
 # Nonces per insert statement (at most: those waiting when the previous transaction committed).
 MAX_BATCH = 1000
@@ -47,9 +47,8 @@ def _replayed() -> Replayed:
 
 def _sqlite_nonce_pragmas(dbapi_conn: object, _record: object) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
-    cur.execute("PRAGMA journal_mode=WAL")
+    sqlite_wal(cur, 10000)  # workers creating the file together (ledger.store.sqlite_wal)
     cur.execute("PRAGMA synchronous=NORMAL")  # a lost nonce after a power cut allows no write twice
-    cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
 
 
