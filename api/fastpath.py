@@ -5,10 +5,11 @@ answered here by the same ``answer``: the body read on the event loop, then one 
 pool for everything that may block (the signature, the decision in the writer, the answer's JSON),
 where the route path took two plus FastAPI's route matching and dependency solving: about a third of
 an HTTP worker's time a release (docs/SCALE.md). A replay is refused by the writer, inside its lock,
-on the request hashes its decisions log (``api.auth.authenticate_now`` with ``decided``): no nonce is
-written for it. It sits inside
-``api.edge``, so request ids, size and rate limits, the access log and the metrics are the same, and
-its errors are the problems the app's handlers give (``api.problems.problem_for``).
+on the request hashes its decisions log, and the key's state may come from a look-up up to a second
+old, the decision checking the key again (``api.auth.authenticate_now`` with ``decided``): no nonce is
+written and mostly no database is read for it. It sits inside ``api.edge``, so request ids, size and
+rate limits, the access log and the metrics are the same, and its errors are the problems the app's
+handlers give (``api.problems.problem_for``).
 """
 
 from __future__ import annotations
