@@ -97,7 +97,9 @@ class WriterClient:
         self, requester: str, request_hash: str, *, dataset: str, record: str, fields: list[str], purpose: str
     ) -> AccessResult | None:
         """``decide_and_release`` in the writer process; None if it could not be reached (nothing sent)."""
-        op = ("access", requester, request_hash, dataset, record, list(fields), purpose)
+        from api.services import AccessAsk  # not at import: api.services imports this module
+
+        op = ("access", AccessAsk(requester, request_hash, dataset, record, list(fields), purpose))
         result: AccessResult | None = self.call(op)
         return result
 
@@ -203,13 +205,13 @@ def dispatch_many(node: Node, ops: list[Any]) -> list[tuple[str, Any]]:
 
     The access requests among them are decided by one call (one commit where they fit).
     """
-    from api.services import AccessAsk, decide_and_release_many
+    from api.services import AccessAsk, decide_and_release_many  # (this process runs as __main__)
 
     replies: list[tuple[str, Any] | None] = [None] * len(ops)
     asks: list[tuple[int, AccessAsk]] = []
     for i, op in enumerate(ops):
-        if isinstance(op, tuple) and len(op) == 7 and op[0] == "access":
-            asks.append((i, AccessAsk(*op[1:])))
+        if isinstance(op, tuple) and len(op) == 2 and op[0] == "access" and isinstance(op[1], AccessAsk):
+            asks.append((i, op[1]))
         elif isinstance(op, tuple) and op:
             replies[i] = ("error", StorageError(f"the writer process does not know {op[0]!r}"))
         else:
