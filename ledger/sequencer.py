@@ -250,6 +250,14 @@ class Sequencer:
     def public_key(self, kid: str) -> bytes | None:
         return self._registry.public_key(kid)
 
+    def cached_state(self) -> tuple[KeyRegistry, Sequence[StateMachine]]:
+        """The key registry and state machines as this writer last committed or synced them.
+
+        Exact only on the thread that leads commits, between commits (the writer process's loop);
+        anywhere else a guess that a builder must check again inside the writer (its ``BuildContext``).
+        """
+        return self._registry, self._machines
+
     # -- internals ------------------------------------------------------------------------------
     def _prepare(self, leaf: bytes, *, in_writer: bool = False) -> _Pending:
         if in_writer and self._own:
@@ -439,10 +447,11 @@ class Sequencer:
             with self.store.writer() as conn:
                 if plan is None:
                     head = self._head
-                    if head is None or Store.head_position(conn) != (head.height, head.tree_size):
-                        # Another writer sealed a block since ours (or nothing is cached): read its head.
-                        found = Store.head(conn)
-                        head = found[0] if found else None
+                    row = Store.locked_head(conn)
+                    if row is None:
+                        head = None
+                    elif head is None or row.position != (head.height, head.tree_size):
+                        head = row.parsed()[0]  # another writer sealed a block since ours (or nothing is cached)
                     size = head.tree_size if head else 0
                     if size != self._size:
                         self._sync(conn, size, head)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, RootTransaction, make_url
@@ -47,6 +47,22 @@ class StorageError(LedgerError):
 
 class StorageConflict(StorageError):
     """``insert_rows``: a row clashes with one already stored (a key or a unique value)."""
+
+
+class HeadRow(NamedTuple):
+    """The newest block's row: its position, and its header JSON and checkpoint, parsed on demand."""
+
+    height: int
+    tree_size: int
+    header: str
+    checkpoint: str
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.height, self.tree_size
+
+    def parsed(self) -> tuple[BlockHeader, str]:
+        return parse_header(json.loads(self.header)), self.checkpoint
 
 
 def sqlite_wal(cur: Any, busy_timeout_ms: int) -> None:
@@ -304,7 +320,7 @@ class Store:
             try:
                 transaction = conn.begin()  # SQLite: BEGIN IMMEDIATE (the engine's begin event)
                 if not self.is_sqlite:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_ID})")
+                    conn.info[_LOCKED_HEAD] = _lock_and_read_head(conn)
             except DBAPIError as exc:
                 conn.close()
                 if attempt == 0 and exc.connection_invalidated:
@@ -401,6 +417,18 @@ class Store:
         return parse_header(json.loads(row[0])), row[1]
 
     @staticmethod
+    def locked_head(conn: Connection) -> HeadRow | None:
+        """In the writer transaction: the newest block as it stood when the writer lock was granted.
+
+        PostgreSQL reads it in the lock's round trip (``Store.writer``); asked again, or on SQLite (in
+        process, under ``BEGIN IMMEDIATE``), it is read now.
+        """
+        if _LOCKED_HEAD in conn.info:
+            found: HeadRow | None = conn.info.pop(_LOCKED_HEAD)
+            return found
+        return _head_row(conn.exec_driver_sql(_HEAD_ROW).first())
+
+    @staticmethod
     def head_position(conn: Connection) -> tuple[int, int] | None:
         """(height, tree_size) of the newest block, or None before the first: the cheap check for a new head."""
         row = conn.exec_driver_sql(_HEAD_POSITION).first()
@@ -431,6 +459,8 @@ class Store:
     def seqs_of_hashes(conn: Connection, hashes: list[bytes]) -> dict[bytes, int]:
         """``{leaf hash: seq}`` for those of ``hashes`` already on the ledger (one index search each)."""
         out: dict[bytes, int] = {}
+        if not hashes:
+            return out
         mark = "?" if conn.dialect.name == "sqlite" else "%s"
         for sql, params in _hashes_queries(mark, hashes):
             rows = conn.exec_driver_sql(sql, params).all()
@@ -603,6 +633,40 @@ def _insert_sql(dialect: str, table: str, columns: tuple[str, ...], rows: int = 
 
 
 _HEAD_POSITION = f"SELECT height, tree_size FROM {schema.blocks.name} ORDER BY height DESC LIMIT 1"  # noqa: S608
+_HEAD_ROW = f"SELECT height, tree_size, header, checkpoint FROM {schema.blocks.name} ORDER BY height DESC LIMIT 1"  # noqa: S608
+_WRITER_LOCK = f"SELECT pg_advisory_xact_lock({WRITER_LOCK_ID})"
+# Key in the connection's info: the head read with the writer lock, set afresh by every PostgreSQL
+# writer transaction (a value no writer took stays until the next one replaces it).
+_LOCKED_HEAD = "shulian.locked_head"
+
+
+def _head_row(row: Any) -> HeadRow | None:
+    return None if row is None else HeadRow(int(row[0]), int(row[1]), str(row[2]), str(row[3]))
+
+
+def _lock_and_read_head(conn: Connection) -> HeadRow | None:
+    """PostgreSQL: take the writer lock and read the newest block in ONE round trip (a psycopg pipeline).
+
+    The server runs the two statements in order and, in READ COMMITTED, the SELECT takes its snapshot
+    when it starts, after the lock is granted: it sees every block committed by the writer before us.
+    Errors come back as SQLAlchemy's, a connection the server dropped marked invalidated (as
+    ``exec_driver_sql`` would), so that ``Store.writer`` replaces it once and maps the rest to 503.
+    """
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.pipeline(), raw.cursor() as lock, raw.cursor() as head:
+            lock.execute(_WRITER_LOCK)
+            head.execute(_HEAD_ROW)
+            row = head.fetchone()
+    except Exception as exc:  # psycopg's own errors, not wrapped by SQLAlchemy
+        if type(exc).__module__.split(".")[0] != "psycopg":
+            raise
+        dropped = bool(raw.closed or raw.broken)
+        if dropped:
+            conn.invalidate(exc)
+        raise OperationalError(_WRITER_LOCK, None, exc, connection_invalidated=dropped) from exc
+    return _head_row(row)
 
 
 def _hashes_queries(mark: str, hashes: list[bytes]) -> Iterator[tuple[str, tuple[Any, ...]]]:
