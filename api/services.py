@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nacl.exceptions import CryptoError
 from nacl.signing import SigningKey
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
@@ -20,12 +21,13 @@ from api.auth import Caller, Forbidden
 from api.node import Node
 from api.nonces import Replayed
 from api.schemas import AppendOut, EntryOut, Proof
-from consent.commitment import commit_record, decode_salts, disclose, encode_salts
+from consent.commitment import commit_record, decode_salts, disclose_opened, encode_salts
 from consent.decision import Decision, decide, decision_body
 from consent.errors import InvalidBody
 from consent.record import parse_record_commit
 from consent.release import build_release, seal, usage_release_body
 from consent.state import ConsentState
+from ledger import sodium
 from ledger.canonical import canonical_bytes
 from ledger.envelope import Envelope, parse_envelope, sign_envelope
 from ledger.errors import EnvelopeError, LedgerError, NotFoundError
@@ -191,7 +193,10 @@ def decide_and_release_many(node: Node, asks: Sequence[AccessAsk]) -> list[Acces
     order (a request refused by an error leaves the others to go on)."""
     service = node.local_key("service").signing
     made: list[dict[str, Any]] = [{} for _ in asks]
-    builds = [_access_builder(node, service, ask, out) for ask, out in zip(asks, made, strict=True)]
+    ahead = _seal_keys_ahead(node, asks)
+    builds = [
+        _access_builder(node, service, ask, out, seal_key) for ask, out, seal_key in zip(asks, made, ahead, strict=True)
+    ]
     results: list[AccessResult | LedgerError] = []
     for receipts, out in zip(node.sequencer.transact_many(builds), made, strict=True):
         if isinstance(receipts, LedgerError):
@@ -201,8 +206,49 @@ def decide_and_release_many(node: Node, asks: Sequence[AccessAsk]) -> list[Acces
     return results
 
 
-def _access_builder(node: Node, service: SigningKey, ask: AccessAsk, made: dict[str, Any]) -> Builder:
-    """The builder deciding ``ask`` inside the writer (and for an allow, releasing); what it made goes to ``made``."""
+def _seal_keys_ahead(node: Node, asks: Sequence[AccessAsk]) -> list[sodium.SealKey | None]:
+    """Before the writer lock: for each ask, the X25519 half of its release's sealed box, and the record
+    version it would disclose opened into memory (``Vault.leaves``).
+
+    Both rest on the writer's cached state, a guess here (another writer may commit first): the builder
+    uses a seal key only if it is for the requester's key at the commit, and reads the version the
+    decision names. The lock is the one thing all writers queue for, so what can be done before it is.
+    """
+    registry, machines = node.sequencer.cached_state()
+    state = next((m for m in machines if isinstance(m, ConsentState)), None)
+    out: list[sodium.SealKey | None] = []
+    missing = []
+    for ask in asks:
+        record = registry.keys.get(ask.requester)
+        try:
+            out.append(sodium.SealKey(record.x25519) if record is not None and record.x25519 is not None else None)
+        except (ValueError, CryptoError):  # not a usable key: the builder refuses it with its reason
+            out.append(None)
+        head = state.latest_commit(ask.dataset, ask.record) if state is not None else None
+        found = state.datasets.get(ask.dataset) if state is not None else None
+        if (
+            head is not None
+            and found is not None
+            and not node.vault.has_leaves(ask.dataset, ask.record, head.version, head.commitment)
+        ):
+            missing.append((found.dataset, ask.record, head.version, head.commitment))
+    if missing:
+        try:
+            with node.store.reader() as conn:
+                for ds, record_id, version, commitment in missing:
+                    node.vault.leaves(conn, ds, record=record_id, version=version, commitment=commitment)
+        except LedgerError:  # the builder reads it again inside the writer, and says what is wrong
+            pass
+    return out
+
+
+def _access_builder(
+    node: Node, service: SigningKey, ask: AccessAsk, made: dict[str, Any], seal_key: sodium.SealKey | None = None
+) -> Builder:
+    """The builder deciding ``ask`` inside the writer (and for an allow, releasing); what it made goes to ``made``.
+
+    ``seal_key`` (``_seal_keys_ahead``) seals the release if it is for the requester's key as registered
+    at the commit; once only, so a build run again seals afresh."""
     requester, request_hash, dataset, record = ask.requester, ask.request_hash, ask.dataset, ask.record
 
     def build(ctx: BuildContext) -> list[bytes]:
@@ -227,18 +273,16 @@ def _access_builder(node: Node, service: SigningKey, ask: AccessAsk, made: dict[
         commit = state.commit(decision.record_seq)
         if commit is None:  # pragma: no cover - decide() found the record
             raise NotFoundError(f"record {dataset}/{record} has no commit")
-        values, salts = node.vault.get(
-            ctx.conn, dataset=dataset, record=record, version=commit.version, commitment=commit.commitment
-        )
         ds = state.require_dataset(dataset).dataset
-        items = disclose(ds, values, decode_salts(salts), decision.modes)
+        opened = node.vault.leaves(ctx.conn, ds, record=record, version=commit.version, commitment=commit.commitment)
+        items = disclose_opened(ds, opened, decision.modes)
         payload = build_release(
             ctx.next_seq, decision.record_seq, dataset, record, decision.subject, commit.commitment, items
         )
         key = ctx.registry.keys[requester]
         if key.x25519 is None:
             raise Forbidden("the requesting key has no X25519 key to seal a release to")
-        sealed = seal(payload, key.x25519)
+        sealed = seal(payload, key.x25519, ahead=seal_key)
         made["sealed"] = sealed
         release = usage_release_body(
             decision=ctx.next_seq, requester=requester, record_seq=decision.record_seq, sealed=sealed

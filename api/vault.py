@@ -11,6 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from api import tables
+from consent.catalogue import Dataset
+from consent.commitment import OpenedLeaves, decode_salts, open_leaves
 from keys import dek
 from keys.errors import KeystoreError
 from keys.keystore import load_secret, save_secret
@@ -33,6 +35,7 @@ class Vault:
         self._master: bytes | None = None
         self._deks: dict[str, bytes] = {}
         self._opened: dict[tuple[str, str, int, bytes], tuple[dict[str, Any], dict[str, list[str]]]] = {}
+        self._leaves: dict[tuple[str, str, int, bytes], OpenedLeaves] = {}
         self._opening = threading.Lock()
 
     @property
@@ -107,6 +110,27 @@ class Vault:
                 if len(self._opened) > OPENED_CACHE:
                     self._opened.pop(next(iter(self._opened)))
         return opened
+
+    def leaves(
+        self, conn: Connection, dataset: Dataset, *, record: str, version: int, commitment: bytes
+    ) -> OpenedLeaves:
+        """One record version ready to disclose (``consent.commitment.open_leaves``), kept in memory under
+        its record commitment as ``get`` keeps opened versions: every commitment computed once."""
+        key = (dataset.dataset, record, version, commitment)
+        found = self._leaves.get(key)
+        if found is not None:
+            return found
+        values, salts = self._read(conn, dataset=dataset.dataset, record=record, version=version)
+        opened = open_leaves(dataset, values, decode_salts(salts))
+        with self._opening:
+            self._leaves[key] = opened
+            if len(self._leaves) > OPENED_CACHE:
+                self._leaves.pop(next(iter(self._leaves)))
+        return opened
+
+    def has_leaves(self, dataset: str, record: str, version: int, commitment: bytes) -> bool:
+        """Whether ``leaves`` would answer from memory."""
+        return (dataset, record, version, commitment) in self._leaves
 
     def _read(
         self, conn: Connection, *, dataset: str, record: str, version: int

@@ -116,6 +116,29 @@ def commit_record(dataset: Dataset, values: Mapping[str, Value], salts: Salts | 
     return RecordCommitment(root, salt_map, commitments)
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedLeaves:
+    """A record version ready to disclose from: for each leaf, in leaf order, (field, form, the item that
+    opens it, the item that withholds it). Every commitment is computed once, however often the
+    version is disclosed (``disclose_opened``)."""
+
+    dataset: str
+    leaves: tuple[tuple[str, str, DisclosureItem, DisclosureItem], ...]
+
+
+def open_leaves(dataset: Dataset, values: Mapping[str, Value], salts: Salts) -> OpenedLeaves:
+    """The opened and withheld item of every leaf of a record version (values and salts checked first)."""
+    _check_values(dataset, values)
+    _check_salts(dataset, salts)
+    leaves = []
+    for name, form, value in _leaf_values(dataset, values):
+        salt = salts[name][FORMS.index(form)]
+        opened = {"field": name, "form": form, "value": value, "salt": base64.b64encode(salt).decode()}
+        withheld = {"hash": base64.b64encode(leaf_commitment(salt, name, form, value)).decode()}
+        leaves.append((name, form, opened, withheld))
+    return OpenedLeaves(dataset.dataset, tuple(leaves))
+
+
 def disclose(
     dataset: Dataset, values: Mapping[str, Value], salts: Salts, modes: Mapping[str, str]
 ) -> list[DisclosureItem]:
@@ -124,22 +147,25 @@ def disclose(
     A "full" field opens its raw leaf, a "masked" field its masked leaf; every other leaf is given
     as ``{"hash": <base64 commitment>}``, so the receiver can recompute the record commitment.
     """
-    _check_values(dataset, values)
-    _check_salts(dataset, salts)
+    return disclose_opened(dataset, open_leaves(dataset, values, salts), modes)
+
+
+def disclose_opened(dataset: Dataset, opened: OpenedLeaves, modes: Mapping[str, str]) -> list[DisclosureItem]:
+    """``disclose`` from a version's ``open_leaves`` (each item a fresh dict)."""
+    if opened.dataset != dataset.dataset:
+        raise DisclosureError(f"the leaves are of dataset {opened.dataset}, not {dataset.dataset}")
     for name, mode in modes.items():
         if name not in dataset.names:
             raise UnknownField(f"dataset {dataset.dataset} has no field {name!r}")
         if mode not in MODES:
             raise InvalidRecord(f"disclosure mode of {name} is {mode!r}, not full or masked")
     items: list[DisclosureItem] = []
-    for name, form, value in _leaf_values(dataset, values):
-        salt = salts[name][FORMS.index(form)]
+    for name, form, shown, withheld in opened.leaves:
         wanted = modes.get(name)
         if (wanted == "full" and form == "raw") or (wanted == "masked" and form == "masked"):
-            items.append({"field": name, "form": form, "value": value, "salt": base64.b64encode(salt).decode()})
+            items.append(dict(shown))
         else:
-            commitment = leaf_commitment(salt, name, form, value)
-            items.append({"hash": base64.b64encode(commitment).decode()})
+            items.append(dict(withheld))
     return items
 
 

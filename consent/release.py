@@ -53,11 +53,17 @@ def build_release(
     }
 
 
-def seal(payload: Mapping[str, Any], x25519_public: bytes) -> bytes:
-    """Seal the payload's canonical bytes to the requester's X25519 public key (anonymous sender)."""
+def seal(payload: Mapping[str, Any], x25519_public: bytes, *, ahead: sodium.SealKey | None = None) -> bytes:
+    """Seal the payload's canonical bytes to the requester's X25519 public key (anonymous sender).
+
+    ``ahead``: a ``SealKey`` made earlier (its X25519 work done outside the writer lock); used if it is
+    for this key and has not sealed yet, else the box is made here in full.
+    """
     if not isinstance(x25519_public, bytes):
         raise ReleaseError("not an X25519 public key")
     try:
+        if ahead is not None and not ahead.used and ahead.recipient == x25519_public:
+            return ahead.seal(canonical_bytes(dict(payload)))
         return sodium.seal(canonical_bytes(dict(payload)), x25519_public)
     except ValueError as exc:  # not 32 bytes
         raise ReleaseError(str(exc)) from exc

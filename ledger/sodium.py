@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 from typing import Any
 
 import nacl.exceptions
@@ -98,3 +99,44 @@ def seal(message: bytes, x25519_public: bytes) -> bytes:
     import nacl.public
 
     return bytes(nacl.public.SealedBox(nacl.public.PublicKey(x25519_public)).encrypt(message))
+
+
+class SealKey:
+    """The public-key half of one sealed box, made ahead: ``crypto_box_seal`` split in two.
+
+    ``crypto_box_seal`` makes an ephemeral X25519 key pair, derives the shared key with the recipient's
+    key (two scalar multiplications: nearly all its cost) and the nonce BLAKE2b-192(ephemeral ‖
+    recipient), then boxes the message. Made ahead, outside the writer lock, only the box is left for
+    the commit. The bytes are a sealed box like any other (``SealedBox.decrypt`` opens them). One use
+    only: a second message under the same key and nonce would reuse the stream cipher's key stream,
+    so ``seal`` refuses a second call.
+    """
+
+    __slots__ = ("_nonce", "_shared", "ephemeral", "recipient")
+
+    def __init__(self, recipient: bytes) -> None:
+        import nacl.bindings as b
+
+        if len(recipient) != X25519_BYTES:
+            raise ValueError("not an X25519 public key")
+        ephemeral, secret = b.crypto_box_keypair()
+        self.recipient = recipient
+        self.ephemeral = ephemeral
+        self._shared: bytes | None = b.crypto_box_beforenm(recipient, secret)  # CryptoError for a low-order key
+        self._nonce = hashlib.blake2b(ephemeral + recipient, digest_size=NONCE_BYTES).digest()
+
+    @property
+    def used(self) -> bool:
+        return self._shared is None
+
+    def seal(self, message: bytes) -> bytes:
+        """The sealed box of ``message`` to ``recipient`` (ValueError if this key sealed one already)."""
+        import nacl.bindings as b
+
+        shared, self._shared = self._shared, None
+        if shared is None:
+            raise ValueError("this seal key has sealed a message already")
+        return self.ephemeral + bytes(b.crypto_box_easy_afternm(message, self._nonce, shared))
+
+
+NONCE_BYTES = 24  # crypto_box_NONCEBYTES

@@ -243,7 +243,7 @@ def test_uses_are_counted_per_grant(world: World) -> None:
 def test_decision_and_release_commit_together_or_not_at_all(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """When the release cannot be made (here: sealing fails), the allow decision is not logged either."""
 
-    def broken_seal(payload: Any, key: bytes) -> bytes:
+    def broken_seal(payload: Any, key: bytes, **_: Any) -> bytes:
         raise ReleaseError("sealing failed")
 
     monkeypatch.setattr(api.services, "seal", broken_seal)  # the server runs in this process

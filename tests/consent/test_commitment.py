@@ -17,8 +17,10 @@ from consent.commitment import (
     commit_record,
     decode_salts,
     disclose,
+    disclose_opened,
     encode_salts,
     leaf_commitment,
+    open_leaves,
     recompute_root,
     verify_disclosure,
 )
@@ -270,3 +272,24 @@ def test_any_changed_leaf_fails(record: tuple[Dataset, dict[str, Any], dict[str,
     items[i] = item
     with pytest.raises(CommitmentMismatch):
         verify_disclosure(items, rc.root)
+
+
+@settings(max_examples=60, deadline=None)
+@given(records(), st.lists(st.dictionaries(NAMES, st.sampled_from(["full", "masked"])), max_size=3))
+def test_disclosure_from_opened_leaves_is_disclose(
+    record: tuple[Dataset, dict[str, Any], dict[str, str]], more: list[dict[str, str]]
+) -> None:
+    """One ``open_leaves`` serves every later disclosure of the version; each gets fresh items."""
+    ds, values, modes = record
+    rc = commit_record(ds, values)
+    opened = open_leaves(ds, values, rc.salts)
+    for wanted in [modes, *({n: m for n, m in w.items() if n in ds.names} for w in more)]:
+        items = disclose_opened(ds, opened, wanted)
+        assert items == disclose(ds, values, rc.salts, wanted)
+        items[0]["changed"] = True  # the caller's to change: the next disclosure is as before
+        assert disclose_opened(ds, opened, wanted) == disclose(ds, values, rc.salts, wanted)
+    with pytest.raises(UnknownField):
+        disclose_opened(ds, opened, {"no_such_field": "full"})
+    other = Dataset("t.other", OWNER, "t", ds.fields, "一般", True, "每日")
+    with pytest.raises(DisclosureError, match=r"leaves are of dataset t\.d"):
+        disclose_opened(other, opened, modes)

@@ -83,3 +83,20 @@ def test_verify_release_against_another_commitment_fails(world: World) -> None:
     leaves[0] = {**leaves[0], "value": "李四"}
     with pytest.raises(DisclosureError):
         verify_release({**opened, "leaves": leaves}, world.alice_commit.root)
+
+
+def test_a_seal_key_made_ahead_is_used_once_and_only_for_its_key(world: World) -> None:
+    from ledger import sodium
+
+    payload, _, key = _sealed(world)
+    public = bytes(key.public_key)
+    ahead = sodium.SealKey(public)
+    sealed = seal(payload, public, ahead=ahead)
+    assert ahead.used and sealed[:32] == ahead.ephemeral
+    assert open_release(sealed, key) == payload
+    again = seal(payload, public, ahead=ahead)  # used: sealed afresh, with another ephemeral key
+    assert again[:32] != ahead.ephemeral and open_release(again, key) == payload
+    assert world.rsj.x25519 is not None
+    elsewhere = sodium.SealKey(bytes(world.rsj.x25519.public_key))
+    mine = seal(payload, public, ahead=elsewhere)  # made for another key: not used
+    assert not elsewhere.used and open_release(mine, key) == payload

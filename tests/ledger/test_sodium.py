@@ -65,3 +65,28 @@ def test_seal_refuses_what_is_not_an_x25519_key() -> None:
         sodium.seal(b"x", bytes(31))
     with pytest.raises(nacl.exceptions.CryptoError):  # a low-order point: no shared secret
         sodium.seal(b"x", bytes(32))
+
+
+def test_seal_key_makes_a_sealed_box_once() -> None:
+    """SealKey: crypto_box_seal in two halves; the box opens as any sealed box, and a key seals once."""
+    import nacl.public
+
+    recipient = nacl.public.PrivateKey(bytes([9]) * 32)
+    ahead = sodium.SealKey(bytes(recipient.public_key))
+    assert not ahead.used
+    message = "释放".encode() * 50
+    sealed = ahead.seal(message)
+    assert ahead.used and len(sealed) == len(message) + sodium.SEAL_BYTES
+    assert sealed[: sodium.X25519_BYTES] == ahead.ephemeral
+    assert nacl.public.SealedBox(recipient).decrypt(sealed) == message
+    with pytest.raises(ValueError, match="sealed a message already"):
+        ahead.seal(b"a second message under the same key stream")
+    other = sodium.SealKey(bytes(recipient.public_key))
+    assert other.ephemeral != ahead.ephemeral  # a fresh ephemeral key each time
+    wrong = nacl.public.PrivateKey(bytes([10]) * 32)
+    with pytest.raises(nacl.exceptions.CryptoError):
+        nacl.public.SealedBox(wrong).decrypt(other.seal(message))
+    with pytest.raises(ValueError):
+        sodium.SealKey(b"short")
+    with pytest.raises(nacl.exceptions.CryptoError):
+        sodium.SealKey(bytes(32))  # a low-order point: no shared key
