@@ -12,7 +12,7 @@ from api.index import write_index
 from api.nonces import NonceRegister
 from api.vault import Vault
 from api.view import LedgerView
-from api.writer import client_from_env
+from api.writer import async_client_from_env, client_from_env
 from consent.state import ConsentState
 from keys.keystore import StoredKey, home, load_key, save_keystore
 from ledger import schema
@@ -48,6 +48,7 @@ class Node:
         self.nonces = NonceRegister(self.store)
         self.vault = Vault(self.key_path("vault-master"))
         self.writer = client_from_env()  # set when `serve` runs a writer process for its workers (api.writer)
+        self.async_writer = async_client_from_env()  # the same, for the event loop (api.fastpath)
         self._sequencer: Sequencer | None = None
         self._keys: dict[str, StoredKey] = {}
         self._opening = threading.RLock()
@@ -100,6 +101,8 @@ class Node:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.async_writer is not None:
+            self.async_writer.close()
         self.nonces.close()
         self.store.close()
 

@@ -24,6 +24,7 @@ the ledger, and a signed request is decided at most once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -42,12 +43,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import LedgerError
-from ledger.frames import encode_frame, read_frame, take_frames, write_frame
+from ledger.frames import FRAME_LENGTH, decode_frame, encode_frame, frame_size, read_frame, take_frames, write_frame
 from ledger.store import StorageError
 
 if TYPE_CHECKING:
     from api.node import Node
-    from api.services import AccessResult
+    from api.services import AccessAsk, AccessResult
 
 SOCKET_VARIABLE = "SHULIAN_WRITER_SOCKET"
 RECONNECT_AFTER_S = 1.0  # after a failed connect, workers decide here for this long before trying again
@@ -118,10 +119,7 @@ class WriterClient:
             kind, value = read_frame(stream)
         except (OSError, EOFError, pickle.UnpicklingError) as exc:
             _close(conn)
-            raise WriterGone(
-                "the writer process ended during this request; what it committed is on the ledger "
-                "(a signed request is decided at most once)"
-            ) from exc
+            raise WriterGone(_GONE) from exc
         with self._lock:
             self._idle.append(conn)
         if kind == "error":
@@ -157,6 +155,83 @@ class WriterClient:
             _close(conn)
 
 
+_GONE = (
+    "the writer process ended during this request; what it committed is on the ledger "
+    "(a signed request is decided at most once)"
+)
+
+
+class AsyncWriterClient:
+    """``WriterClient`` on the HTTP worker's event loop: the same frames, one request in flight per
+    connection, idle connections kept. The request waits for its answer as a coroutine, not as a
+    pool thread blocked on a socket: no thread is woken, and no GIL handed over, per request."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._down_until = 0.0
+
+    async def access(self, ask: AccessAsk) -> AccessResult | None:
+        """``decide_and_release`` in the writer process; None if it could not be reached (nothing sent)."""
+        result: AccessResult | None = await self.call(("access", ask))
+        return result
+
+    async def call(self, op: tuple[Any, ...]) -> Any:
+        """Send ``op``, return the writer's answer or raise its refusal; None if nothing reached it."""
+        conn = await self._take()
+        if conn is None:
+            return None
+        reader, writer = conn
+        try:
+            writer.write(encode_frame(op))
+            await writer.drain()
+        except OSError:  # the writer reads whole frames only: a part of one is never acted on
+            writer.close()
+            return None
+        answered = False
+        try:
+            size = frame_size(await reader.readexactly(FRAME_LENGTH))
+            kind, value = decode_frame(await reader.readexactly(size))
+            answered = True
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:  # IncompleteReadError is an EOFError
+            raise WriterGone(_GONE) from exc
+        finally:
+            if answered:
+                self._idle.append(conn)
+            else:  # gone, or this request was cancelled (its client left): the answer is not read here
+                writer.close()
+        if kind == "error":
+            raise value
+        return value
+
+    async def _take(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # connections belong to the loop that opened them
+            self._idle, self._loop = [], loop
+        while self._idle:
+            reader, writer = self._idle.pop()
+            if not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            return await asyncio.open_unix_connection(self.path)
+        except OSError as exc:
+            first = time.monotonic() >= self._down_until
+            self._down_until = time.monotonic() + RECONNECT_AFTER_S
+            if first:
+                log.warning("writer process not reachable at %s (%s): deciding in this worker", self.path, exc)
+            return None
+
+    def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, writer in idle:
+            with contextlib.suppress(RuntimeError):  # its loop is closed already
+                writer.close()
+
+
 def _usable(sock: socket.socket) -> bool:
     """An idle connection with nothing to read: readable would mean the writer closed it (EOF)."""
     try:
@@ -176,6 +251,11 @@ def _close(conn: tuple[socket.socket, io.BufferedIOBase]) -> None:
 def client_from_env() -> WriterClient | None:
     path = os.environ.get(SOCKET_VARIABLE)
     return WriterClient(path) if path else None
+
+
+def async_client_from_env() -> AsyncWriterClient | None:
+    path = os.environ.get(SOCKET_VARIABLE)
+    return AsyncWriterClient(path) if path else None
 
 
 # -- the writer's side ------------------------------------------------------------------------------

@@ -21,6 +21,16 @@ def encode_frame(value: object) -> bytes:
     return len(data).to_bytes(FRAME_LENGTH, "big") + data
 
 
+def frame_size(header: bytes) -> int:
+    """The size of the pickle that follows a frame's ``FRAME_LENGTH``-byte header."""
+    return int.from_bytes(header, "big")
+
+
+def decode_frame(data: bytes) -> Any:
+    """The value of a frame's pickle (the bytes after its header)."""
+    return pickle.loads(data)  # noqa: S301 - a trusted peer (see the module docstring)
+
+
 def write_frame(stream: BinaryIO | io.BufferedIOBase, value: object) -> None:
     """Write ``value`` as one frame and flush it."""
     stream.write(encode_frame(value))

@@ -12,7 +12,7 @@ from api.node import Node
 from api.problems import problem
 from api.routes.common import ERRORS, SIGNED_HEADERS
 from api.schemas import AppendOut
-from api.services import append_outs, b64, request_access
+from api.services import AccessAsk, AccessResult, append_outs, b64, request_access
 from consent.errors import InvalidBody
 from consent.release import delivered_hash
 
@@ -63,6 +63,16 @@ def request(node: NodeDep, caller: CallerDep) -> Response:
 
 def answer(node: Node, caller: Caller) -> Response:
     """Decide the caller's access request and answer it: 201 with the release, or the logged deny's 403."""
+    ask = ask_of(caller)
+    result = request_access(
+        node, ask.requester, ask.request_hash, dataset=ask.dataset, record=ask.record, fields=ask.fields,
+        purpose=ask.purpose,
+    )  # fmt: skip
+    return respond(node, result)
+
+
+def ask_of(caller: Caller) -> AccessAsk:
+    """The caller's access request, once it is known to be a department's and its body one (422 if not)."""
     require(caller, "department")
     try:
         doc = AccessRequest.model_validate_json(caller.body)
@@ -70,10 +80,11 @@ def answer(node: Node, caller: Caller) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
         where = ".".join(str(part) for part in first["loc"])
         raise InvalidBody(f"body is not an access request: {where + ': ' if where else ''}{first['msg']}") from exc
-    result = request_access(
-        node, caller.key_id, caller.request_hash, dataset=doc.dataset, record=doc.record, fields=doc.fields,
-        purpose=doc.purpose,
-    )  # fmt: skip
+    return AccessAsk(caller.key_id, caller.request_hash, doc.dataset, doc.record, list(doc.fields), doc.purpose)
+
+
+def respond(node: Node, result: AccessResult) -> Response:
+    """The answer to a decided request: 201 with the release, or the logged deny's 403."""
     d = result.decision
     decision_receipt = result.receipts[0]
     if not d.allowed:

@@ -1,7 +1,8 @@
 """api.writer: access requests decided and committed by the node's writer process, on SQLite and PostgreSQL.
 
 A real writer process (``python -m api.writer``, as ``serve`` starts it) over the test's ledger; the live
-server of these tests sends it the requests through ``Node.writer``. What must hold: the answers are
+server of these tests sends it the requests through ``Node.async_writer`` (its event loop) and the tests
+call it through ``Node.writer`` (a thread's). What must hold: the answers are
 those a worker would give (allows verified by the SDK, denies as 403 problems, refusals of their own
 class), a worker decides by itself when the writer cannot be reached, a writer that dies during a
 request yields 503 and no half-written decision, and a writer never outlives its ``serve``.
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+import api.fastpath
 import api.services
 from api import writer
 from api.client import ClientError
@@ -44,11 +46,13 @@ def writer_proc(
     monkeypatch.setenv("SHULIAN_HOME", str(shulian_home))
     proc, path = writer.start()
     node.writer = writer.WriterClient(str(path))
+    node.async_writer = writer.AsyncWriterClient(str(path))  # the live server's event loop uses this one
     try:
         yield proc
     finally:
         node.writer.close()
         node.writer = None
+        node.async_writer = None  # its connections are the server loop's to close (not this thread's)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGCONT)
         writer.stop(proc, path)
@@ -75,6 +79,65 @@ def test_the_writer_process_decides_and_the_answers_are_unchanged(
     assert denied.value.status == 403 and denied.value.problem is not None
     assert denied.value.problem["reasons"]
     assert world.types_from(before) == ["access.decision", "usage.release", "access.decision"]
+    check_ledger(ledger_url)
+
+
+def test_the_http_worker_waits_for_the_writer_on_its_event_loop(
+    world: World, writer_proc: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a writer process an access request takes no pool thread: authenticated, sent, awaited and
+    answered on the event loop (a thread woken per request cost the HTTP worker a sixth of its time)."""
+
+    def no_thread(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the request went through a pool thread")
+
+    monkeypatch.setattr(api.fastpath, "run_in_threadpool", no_thread)
+    monkeypatch.setattr(writer.WriterClient, "access", no_thread)
+    world.grant("a", max_uses=None)
+    before = world.size()
+    release = ask(world)
+    assert release.values == {"name": mask("name", world.citizens["a"].name)}  # type: ignore[attr-defined]
+    with pytest.raises(ClientError) as denied:
+        ask(world, "rsj")
+    assert denied.value.status == 403 and denied.value.problem is not None and denied.value.problem["reasons"]
+    assert world.types_from(before) == ["access.decision", "usage.release", "access.decision"]
+
+
+def test_a_writer_dying_while_a_request_waits_on_the_loop_answers_503(
+    world: World, writer_proc: subprocess.Popen[bytes], ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.grant("a", max_uses=None)
+    ask(world)  # the writer is warm and the loop's connection idle
+    before = world.size()
+    os.kill(writer_proc.pid, signal.SIGSTOP)
+    sent = threading.Event()
+    real_encode = writer.encode_frame
+
+    def encode_then_tell(value: object) -> bytes:
+        data = real_encode(value)
+        sent.set()
+        return data
+
+    monkeypatch.setattr(writer, "encode_frame", encode_then_tell)
+    outcome: list[object] = []
+
+    def call() -> None:
+        try:
+            outcome.append(ask(world))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    assert sent.wait(30)
+    time.sleep(0.2)  # written to the stopped writer's socket (the kernel holds it)
+    assert thread.is_alive()  # waiting for the answer
+    writer_proc.kill()
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], ClientError), outcome
+    assert outcome[0].status == 503 and outcome[0].problem is not None
+    assert "nothing was written" in outcome[0].problem["detail"]
+    assert world.size() == before
     check_ledger(ledger_url)
 
 
