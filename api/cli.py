@@ -111,6 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         started = writer.start()  # decides and commits the access requests of every worker
         os.environ[writer.SOCKET_VARIABLE] = str(started[1])
         node.writer = writer.WriterClient(str(started[1]))
+        node.async_writer = writer.AsyncWriterClient(str(started[1]))
         options: dict[str, Any] = {
             "host": args.host,
             "port": args.port,

@@ -305,3 +305,33 @@ def test_requests_arriving_together_are_decided_in_one_commit_and_a_refusal_stop
             for x in r.receipts  # type: ignore[attr-defined]
         ]
     check_ledger(ledger_url)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_gives_its_workers_both_writer_clients(
+    node: Node, ledger_url: str, shulian_home: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """``serve`` with one worker (its own node) or several (nodes from the environment): each worker's node
+    reaches the writer process from its threads and from its event loop (the access requests' path)."""
+    import uvicorn
+
+    from api import asgi, cli
+
+    monkeypatch.setenv("SHULIAN_HOME", str(shulian_home))
+    seen: list[tuple[object, object]] = []
+
+    def run(app: Any, **_options: Any) -> None:
+        built = asgi.app_from_env() if isinstance(app, str) else app
+        worker_node = built.state.node
+        seen.append((worker_node.writer, worker_node.async_writer))
+        if isinstance(app, str):
+            worker_node.close()
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.setattr(cli, "start_witness_follower", lambda _db: None)  # a thread that would outlive the test
+    assert cli.main(["--db", ledger_url, "serve", "--port", "1", "--workers", str(workers)]) == 0
+    assert len(seen) == 1
+    sync_client, async_client = seen[0]
+    assert isinstance(sync_client, writer.WriterClient)
+    assert isinstance(async_client, writer.AsyncWriterClient)
+    assert async_client.path == sync_client.path
