@@ -120,9 +120,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "access_log": False,  # one access line per request comes from shulian.access (api.edge)
         }
         if args.workers == 1:
-            from api.asgi import tune_interpreter
+            from api.asgi import tune_interpreter, yield_to_writer
 
             tune_interpreter()
+            yield_to_writer()  # after the writer process started: it keeps the priority it had
             uvicorn.run(create_app(node, settings), **options)
             return 0
         node.close()

@@ -329,9 +329,29 @@ def test_serve_gives_its_workers_both_writer_clients(
 
     monkeypatch.setattr(uvicorn, "run", run)
     monkeypatch.setattr(cli, "start_witness_follower", lambda _db: None)  # a thread that would outlive the test
+    yielded: list[str | None] = []  # each worker lowers its priority below its writer's (not this test's)
+    monkeypatch.setattr(asgi, "yield_to_writer", lambda: yielded.append(os.environ.get(writer.SOCKET_VARIABLE)))
     assert cli.main(["--db", ledger_url, "serve", "--port", "1", "--workers", str(workers)]) == 0
     assert len(seen) == 1
     sync_client, async_client = seen[0]
     assert isinstance(sync_client, writer.WriterClient)
     assert isinstance(async_client, writer.AsyncWriterClient)
     assert async_client.path == sync_client.path
+    assert yielded == [async_client.path]
+
+
+@pytest.mark.parametrize("socket_set", [True, False])
+def test_an_http_worker_yields_the_cpu_to_its_writer(socket_set: bool) -> None:
+    """With a writer process the HTTP worker runs WORKER_NICENESS below it; without one, as it was
+    (in a child process: the test's own priority stays)."""
+    from api import asgi
+
+    env = {k: v for k, v in os.environ.items() if k != writer.SOCKET_VARIABLE}
+    if socket_set:
+        env[writer.SOCKET_VARIABLE] = "/nonexistent/writer.sock"
+    code = (
+        "import os; from api.asgi import yield_to_writer; "
+        "before = os.nice(0); yield_to_writer(); print(os.nice(0) - before)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == (asgi.WORKER_NICENESS if socket_set else 0)
