@@ -34,7 +34,7 @@ from ledger.errors import EnvelopeError, LedgerError, NotFoundError
 from ledger.machine import BuildContext, Builder
 from ledger.sequencer import Receipt
 from ledger.store import StorageError, Store
-from ledger.timefmt import format_ts
+from ledger.timefmt import format_ts, now
 from ledger.tree import leaf_hash, plan_inclusion
 
 
@@ -207,31 +207,44 @@ def decide_and_release_many(node: Node, asks: Sequence[AccessAsk]) -> list[Acces
 
 
 def _seal_keys_ahead(node: Node, asks: Sequence[AccessAsk]) -> list[sodium.SealKey | None]:
-    """Before the writer lock: for each ask, the X25519 half of its release's sealed box, and the record
-    version it would disclose opened into memory (``Vault.leaves``).
+    """Before the writer lock, for each ask the writer's cached state would allow now: the X25519 half
+    of its release's sealed box, and the record version it would disclose opened into memory
+    (``Vault.leaves``). An ask it would deny gets nothing: no record is opened for a request that is
+    not going to be released.
 
-    Both rest on the writer's cached state, a guess here (another writer may commit first): the builder
-    uses a seal key only if it is for the requester's key at the commit, and reads the version the
-    decision names. The lock is the one thing all writers queue for, so what can be done before it is.
+    All of it rests on the writer's cached state, a guess here (another writer may commit first, and a
+    process deciding on several threads may be changing it): the decision is made again inside the
+    lock, the builder uses a seal key only if it is for the requester's key at the commit and reads the
+    version that decision names. The lock is the one thing all writers queue for, so what can be done
+    before it is.
     """
     registry, machines = node.sequencer.cached_state()
     state = next((m for m in machines if isinstance(m, ConsentState)), None)
     out: list[sodium.SealKey | None] = []
     missing = []
+    at = now()
     for ask in asks:
-        record = registry.keys.get(ask.requester)
+        out.append(None)
+        if state is None:
+            continue
         try:
-            out.append(sodium.SealKey(record.x25519) if record is not None and record.x25519 is not None else None)
+            guess = decide(
+                state, registry, requester=ask.requester, dataset=ask.dataset, record=ask.record, fields=ask.fields,
+                purpose=ask.purpose, at=at,
+            )  # fmt: skip
+            commit = state.commit(guess.record_seq) if guess.allowed else None
+            key = registry.keys.get(ask.requester)
+        except (LedgerError, KeyError, RuntimeError):  # refused, or state changing under a guess
+            continue
+        if commit is None or key is None or key.x25519 is None:
+            continue
+        try:
+            out[-1] = sodium.SealKey(key.x25519)
         except (ValueError, CryptoError):  # not a usable key: the builder refuses it with its reason
-            out.append(None)
-        head = state.latest_commit(ask.dataset, ask.record) if state is not None else None
-        found = state.datasets.get(ask.dataset) if state is not None else None
-        if (
-            head is not None
-            and found is not None
-            and not node.vault.has_leaves(ask.dataset, ask.record, head.version, head.commitment)
-        ):
-            missing.append((found.dataset, ask.record, head.version, head.commitment))
+            continue
+        found = state.datasets.get(ask.dataset)
+        if found is not None and not node.vault.has_leaves(ask.dataset, ask.record, commit.version, commit.commitment):
+            missing.append((found.dataset, ask.record, commit.version, commit.commitment))
     if missing:
         try:
             with node.store.reader() as conn:
