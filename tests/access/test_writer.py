@@ -265,7 +265,7 @@ def test_run_by_hand_without_its_socket_it_prints_its_usage() -> None:
 
 
 def test_requests_arriving_together_are_decided_in_one_commit_and_a_refusal_stops_no_other(
-    world: World, writer_proc: subprocess.Popen[bytes], node: Node, ledger_url: str
+    world: World, writer_proc: subprocess.Popen[bytes], node: Node, ledger_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world.grant("a", max_uses=None)
     assert node.writer is not None
@@ -284,10 +284,19 @@ def test_requests_arriving_together_are_decided_in_one_commit_and_a_refusal_stop
         except Exception as exc:
             outcome[request_hash] = exc
 
+    written = threading.Semaphore(0)
+    real_write_frame = writer.write_frame
+
+    def write_then_count(stream: Any, value: object) -> None:
+        real_write_frame(stream, value)
+        written.release()
+
+    monkeypatch.setattr(writer, "write_frame", write_then_count)
     threads = [threading.Thread(target=call, args=(h,)) for h in hashes]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)
+    for _ in hashes:  # every request with the stopped writer (not a fixed sleep: 0.5 s was short on a loaded CI)
+        assert written.acquire(timeout=30)
     os.kill(writer_proc.pid, signal.SIGCONT)
     for thread in threads:
         thread.join(30)
