@@ -51,3 +51,24 @@ def test_only_an_allowed_request_gets_its_record_opened_and_a_seal_key_ahead(
     assert len(made) == 1 and made[0].used and result.sealed[:32] == made[0].ephemeral
     assert gjj.key.x25519 is not None
     assert open_release(result.sealed, gjj.key.x25519)["record"] == "mzj-a"
+
+
+def test_a_guess_that_fails_fails_no_request(world: World, node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guess runs on state another thread may be changing: whatever it raises, the request is decided
+    as without it (here the first call of decide, the guess, raises; the decision's own call does not)."""
+    world.grant("a", max_uses=None)
+    real_decide = api.services.decide
+    calls: list[int] = []
+
+    def decide_failing_first(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("torn state")
+        return real_decide(*args, **kwargs)
+
+    monkeypatch.setattr(api.services, "decide", decide_failing_first)
+    gjj = world.depts["gjj"]
+    done = decide_and_release_many(node, [AccessAsk(gjj.key_id, "3" * 64, DIBAO, "mzj-a", ["name"], CONSENT_PURPOSE)])
+    assert len(calls) == 2
+    result = done[0]
+    assert not isinstance(result, Exception) and result.decision.allowed and result.sealed is not None
