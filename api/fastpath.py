@@ -17,12 +17,15 @@ problems the app's handlers give (``api.problems.problem_for``).
 
 from __future__ import annotations
 
+import functools
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api import services
 from api.auth import authenticate_now, body_limit, read_body, target_uri
 from api.node import Node
 from api.problems import problem_for
@@ -71,6 +74,11 @@ async def _answer_on_loop(node: Node, writer: AsyncWriterClient, request: Reques
     caller = authenticate_now(node, request, url, body, decided=True)
     ask = access.ask_of(caller)
     result = await writer.access(ask)
-    if result is None:
-        return await run_in_threadpool(access.answer, node, caller)
+    if result is None:  # not reached, nothing sent to it: decided in this process, its own sequencer
+        result = await run_in_threadpool(
+            functools.partial(
+                services.decide_and_release, node, ask.requester, ask.request_hash, dataset=ask.dataset,
+                record=ask.record, fields=ask.fields, purpose=ask.purpose,
+            )
+        )  # fmt: skip
     return access.respond(node, result)

@@ -105,10 +105,7 @@ class Vault:
                 return cached
         opened = self._read(conn, dataset=dataset, record=record, version=version)
         if commitment is not None:
-            with self._opening:
-                self._opened[(dataset, record, version, commitment)] = opened
-                if len(self._opened) > OPENED_CACHE:
-                    self._opened.pop(next(iter(self._opened)))
+            self._remember(self._opened, (dataset, record, version, commitment), opened)
         return opened
 
     def leaves(
@@ -122,11 +119,15 @@ class Vault:
             return found
         values, salts = self._read(conn, dataset=dataset.dataset, record=record, version=version)
         opened = open_leaves(dataset, values, decode_salts(salts))
-        with self._opening:
-            self._leaves[key] = opened
-            if len(self._leaves) > OPENED_CACHE:
-                self._leaves.pop(next(iter(self._leaves)))
+        self._remember(self._leaves, key, opened)
         return opened
+
+    def _remember(self, cache: dict[Any, Any], key: Any, value: Any) -> None:
+        """Keep ``value`` under ``key``, dropping the oldest entry past ``OPENED_CACHE``."""
+        with self._opening:
+            cache[key] = value
+            if len(cache) > OPENED_CACHE:
+                cache.pop(next(iter(cache)))
 
     def has_leaves(self, dataset: str, record: str, version: int, commitment: bytes) -> bool:
         """Whether ``leaves`` would answer from memory."""

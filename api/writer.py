@@ -85,6 +85,26 @@ class Refusal(LedgerError):
 # -- the workers' side ------------------------------------------------------------------------------
 
 
+class _Backoff:
+    """After a failed connect, the workers decide here for ``RECONNECT_AFTER_S`` before trying again
+    (the first failure logged, not every request's)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def waiting(self) -> bool:
+        return time.monotonic() < self._until
+
+    def failed(self, exc: OSError) -> None:
+        with self._lock:
+            first = time.monotonic() >= self._until
+            self._until = time.monotonic() + RECONNECT_AFTER_S
+        if first:
+            log.warning("writer process not reachable at %s (%s): deciding in this worker", self.path, exc)
+
+
 class WriterClient:
     """A worker's connections to its node's writer process (thread-safe)."""
 
@@ -92,7 +112,7 @@ class WriterClient:
         self.path = path
         self._idle: list[tuple[socket.socket, io.BufferedIOBase]] = []
         self._lock = threading.Lock()
-        self._down_until = 0.0
+        self._backoff = _Backoff(path)
 
     def access(
         self, requester: str, request_hash: str, *, dataset: str, record: str, fields: list[str], purpose: str
@@ -133,18 +153,14 @@ class WriterClient:
                 if _usable(conn[0]):
                     return conn
                 _close(conn)
-            if time.monotonic() < self._down_until:
-                return None
+        if self._backoff.waiting():
+            return None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.connect(self.path)
         except OSError as exc:
             sock.close()
-            with self._lock:
-                first = time.monotonic() >= self._down_until
-                self._down_until = time.monotonic() + RECONNECT_AFTER_S
-            if first:
-                log.warning("writer process not reachable at %s (%s): deciding in this worker", self.path, exc)
+            self._backoff.failed(exc)
             return None
         return sock, sock.makefile("rwb")
 
@@ -170,7 +186,7 @@ class AsyncWriterClient:
         self.path = path
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._down_until = 0.0
+        self._backoff = _Backoff(path)
 
     async def access(self, ask: AccessAsk) -> AccessResult | None:
         """``decide_and_release`` in the writer process; None if it could not be reached (nothing sent)."""
@@ -214,15 +230,12 @@ class AsyncWriterClient:
             if not reader.at_eof() and not writer.is_closing():
                 return reader, writer
             writer.close()
-        if time.monotonic() < self._down_until:
+        if self._backoff.waiting():
             return None
         try:
             return await asyncio.open_unix_connection(self.path)
         except OSError as exc:
-            first = time.monotonic() >= self._down_until
-            self._down_until = time.monotonic() + RECONNECT_AFTER_S
-            if first:
-                log.warning("writer process not reachable at %s (%s): deciding in this worker", self.path, exc)
+            self._backoff.failed(exc)
             return None
 
     def close(self) -> None:

@@ -80,6 +80,7 @@ def verify(public_key: bytes, message: bytes, signature: bytes, *, release_gil: 
 
 SEAL_BYTES = 48  # crypto_box_SEALBYTES: the ephemeral public key and the MAC
 X25519_BYTES = 32
+NONCE_BYTES = 24  # crypto_box_NONCEBYTES
 
 
 def seal(message: bytes, x25519_public: bytes) -> bytes:
@@ -137,6 +138,3 @@ class SealKey:
         if shared is None:
             raise ValueError("this seal key has sealed a message already")
         return self.ephemeral + bytes(b.crypto_box_easy_afternm(message, self._nonce, shared))
-
-
-NONCE_BYTES = 24  # crypto_box_NONCEBYTES

@@ -410,11 +410,8 @@ class Store:
     @staticmethod
     def head(conn: Connection) -> tuple[BlockHeader, str] | None:
         """The newest block's header and checkpoint, or None before the first block."""
-        b = schema.blocks
-        row = conn.execute(select(b.c.header, b.c.checkpoint).order_by(b.c.height.desc()).limit(1)).first()
-        if row is None:
-            return None
-        return parse_header(json.loads(row[0])), row[1]
+        row = _head_row(conn.exec_driver_sql(_HEAD_ROW).first())
+        return None if row is None else row.parsed()
 
     @staticmethod
     def locked_head(conn: Connection) -> HeadRow | None:
