@@ -1,6 +1,6 @@
 """RFC 8785 (JCS) canonical JSON for the values a ledger envelope may hold.
 
-Two paths produce the same bytes: ``canonical_bytes`` (fast: a type check, then the C JSON encoder)
+Two paths produce the same bytes: ``canonical_bytes`` (fast: a type check, then ``orjson``'s encoder)
 and ``canonical_bytes_reference`` (the ``rfc8785`` package). Envelopes allow objects with string
 keys, arrays, strings, booleans, null and integers within ±(2**53 - 1); floats are refused, which
 keeps the fast path exact (RFC 8785 number formatting only matters for non-integers).
@@ -9,9 +9,9 @@ keeps the fast path exact (RFC 8785 number formatting only matters for non-integ
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+import orjson
 import rfc8785
 
 from ledger.errors import CanonicalError
@@ -19,7 +19,10 @@ from ledger.errors import CanonicalError
 MAX_SAFE_INT = 2**53 - 1
 MAX_DEPTH = 32
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
+# orjson writes RFC 8785's bytes for the subset: no whitespace, UTF-8 as is, the same escapes (the short
+# ones and lowercase \u00xx for the other control characters), keys in code point order, and integers
+# refused beyond ±(2**53 - 1). What differs, _check keeps away: floats, and keys beyond U+FFFF.
+_ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 
 
 def _check(value: Any, depth: int) -> bool:
@@ -60,9 +63,9 @@ def canonical_bytes(value: Any) -> bytes:
         # with characters beyond U+FFFF, which the reference implementation handles.
         return canonical_bytes_reference(value)
     try:
-        return _encoder.encode(value).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise CanonicalError("string holds a lone surrogate") from exc
+        return orjson.dumps(value, option=_ORJSON)
+    except orjson.JSONEncodeError as exc:  # a lone surrogate: _check let every other refusal through
+        raise CanonicalError(f"not encodable as JSON: {exc}") from exc
 
 
 def canonical_bytes_reference(value: Any) -> bytes:
@@ -89,34 +92,17 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return d
 
 
-def _safe_int(text: str) -> int:
-    value = int(text)
-    if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
-        raise CanonicalError(f"integer {value} outside ±(2**53-1)")
-    return value
-
-
-# The C parser, refusing what ``_check`` refuses among numbers and constants as it meets them.
-_decoder = json.JSONDecoder(parse_float=_reject_float, parse_int=_safe_int, parse_constant=_reject_constant)
-_FOUR_BYTE_UTF8 = re.compile(rb"[\xf0-\xff]")  # the lead byte of a character beyond U+FFFF (or not UTF-8)
-
-
 def parse_canonical(data: bytes) -> Any:
     """Parse ``data`` and require that it is exactly the canonical form of what it holds."""
     try:
-        # Fast path: the C parser, then the round trip through the C encoder. Whatever it lets
-        # through is what the strict parse below accepts (a duplicate key, a lone surrogate or a
-        # non-UTF-8 byte never re-encodes to the same bytes; floats, unsafe integers and constants are
-        # refused by the parser's hooks). It skips ``canonical_bytes``'s walk over the value only where
-        # that walk cannot matter: no character beyond U+FFFF (no key needing UTF-16 order) and no
-        # more brackets than ``MAX_DEPTH`` (so no deeper nesting). Anything else goes the long way.
-        value = _decoder.decode(data.decode("utf-8"))
-        if data.count(b"{") + data.count(b"[") <= MAX_DEPTH and not _FOUR_BYTE_UTF8.search(data):
-            if _encoder.encode(value).encode("utf-8") == data:
-                return value
-        elif canonical_bytes(value) == data:
+        # Fast path: orjson's parser, then ``canonical_bytes`` (the walk over the value and orjson's
+        # encoder): if the bytes come back unchanged they are canonical, and any JSON parser reads
+        # the same value from them. Anything else (a float, a duplicate key, a lone surrogate,
+        # non-UTF-8 bytes, nesting, another spelling) takes the strict parse, which says what is wrong.
+        value = orjson.loads(data)
+        if canonical_bytes(value) == data:
             return value
-    except (ValueError, RecursionError, CanonicalError):
+    except (ValueError, TypeError, CanonicalError):  # orjson.JSONDecodeError is a ValueError
         pass
     return _parse_canonical_strict(data)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import nacl.exceptions
 import nacl.signing
+import orjson
 
 from keys.keyid import is_key_id, key_id
 from ledger import sodium
@@ -131,7 +131,7 @@ def parse_stored(leaf: bytes) -> Envelope:
     ``parse_envelope``, which says what is wrong.
     """
     try:
-        v = json.loads(leaf)
+        v = orjson.loads(leaf)
         return Envelope(v["type"], v["ts"], v["actor"], v["body"], base64.b64decode(v["sig"]), leaf)
     except (ValueError, TypeError, KeyError):
         return parse_envelope(leaf)

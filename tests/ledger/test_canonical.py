@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from ledger.canonical import (
     MAX_DEPTH,
     MAX_SAFE_INT,
+    _parse_canonical_strict,
     canonical_bytes,
     canonical_bytes_reference,
     parse_canonical,
@@ -135,3 +136,38 @@ def test_parse_canonical_refuses_what_canonical_bytes_refuses() -> None:
         parse_canonical(b"[" + deepest + b"]")
     with pytest.raises(CanonicalError):
         parse_canonical(b'["\\ud800"]')  # a lone surrogate never re-encodes
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"1.0", b'{"a":1.0}', b"[1e+16]", b"[1e-7]", b'{"a":-0.5}', b"1.2345678901234568e+22", b"12345678901234567890123"],
+)
+def test_floats_as_orjson_writes_them_are_refused(text: bytes) -> None:
+    """orjson reads and writes these back unchanged (or reads a huge integer as a float): refused all the same."""
+    with pytest.raises(CanonicalError):
+        parse_canonical(text)
+
+
+def _strict(data: bytes) -> Any:
+    try:
+        return ("ok", _parse_canonical_strict(data))
+    except CanonicalError:
+        return ("refused", None)
+
+
+def _either(data: bytes) -> Any:
+    try:
+        return ("ok", parse_canonical(data))
+    except CanonicalError:
+        return ("refused", None)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values, st.integers(min_value=0), st.binary(max_size=3), st.integers(min_value=0, max_value=3))
+def test_fast_parse_agrees_with_the_strict_parse(value: Any, at: int, insert: bytes, cut: int) -> None:
+    """On canonical bytes and on bytes near them (a few changed), the fast path gives the strict verdict."""
+    canonical = canonical_bytes(value)
+    where = at % (len(canonical) + 1)
+    mutated = canonical[:where] + insert + canonical[where + cut :]
+    for data in (canonical, mutated):
+        assert _either(data) == _strict(data)
