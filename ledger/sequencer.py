@@ -349,27 +349,62 @@ class Sequencer:
             for p in batch:
                 p.wake.release()
 
-    def _sync(self, conn: Connection, size: int, head: BlockHeader | None) -> None:
-        """Bring the cached frontier and registry up to the database's current size."""
+    def _sync(
+        self,
+        conn: Connection,
+        size: int,
+        head: BlockHeader | None,
+        recent: list[tuple[int, bytes, bytes]] | None = None,
+    ) -> None:
+        """Bring the cached frontier and registry up to the database's current size.
+
+        ``recent``: the entries from the cached size on, as read with the writer lock
+        (``Store.locked_recent``). When they are all of them, the frontier is extended with their leaf
+        hashes and checked against the head's root, instead of two more queries inside the lock.
+        """
         if self._size == -1:
             meta = Store.meta(conn)
             if meta.get("log_key") not in (None, self.vkey.encode()):
                 raise LogKeyMismatch("this log key is not the one the ledger was initialised with")
-        nodes = Store.nodes(conn, root_nodes(size))
-        self._frontier = CompactRange(size, [nodes[n] for n in root_nodes(size)])
-        if self._machines:
-            for seq, leaf in Store.entries_between(conn, self._scanned, size):
-                env = parse_stored(leaf)
+        frontier = self._extended(recent, size, head)
+        if frontier is None:
+            nodes = Store.nodes(conn, root_nodes(size))
+            frontier = CompactRange(size, [nodes[n] for n in root_nodes(size)])
+            recent = None
+        self._frontier = frontier
+        if recent is not None:
+            entries: Iterable[tuple[int, bytes]] = ((seq, leaf) for seq, leaf, _ in recent)
+        elif self._machines:
+            entries = Store.entries_between(conn, self._scanned, size)
+        else:
+            entries = Store.entries_of_types(conn, IDENTITY_TYPES, self._scanned)
+        for seq, leaf in entries:
+            env = parse_stored(leaf)
+            if self._machines:
                 signer = None if seq == 0 else self._registry.signer(env, seq)
                 self._registry.apply(seq, env)
                 for m in self._machines:
                     m.apply(seq, env, signer, self._registry)
-        else:
-            for seq, leaf in Store.entries_of_types(conn, IDENTITY_TYPES, self._scanned):
-                self._registry.apply(seq, parse_stored(leaf))
+            elif env.type in IDENTITY_TYPES:
+                self._registry.apply(seq, env)
         self._scanned = size
         self._size = size
         self._head = head
+
+    def _extended(
+        self, recent: list[tuple[int, bytes, bytes]] | None, size: int, head: BlockHeader | None
+    ) -> CompactRange | None:
+        """The cached frontier extended by ``recent`` to ``size``, if they are exactly the entries
+        missing from the cache and the result has the head's root; None otherwise (read the nodes)."""
+        start = self._size
+        if recent is None or head is None or start < 0 or self._scanned != start or len(recent) != size - start:
+            return None
+        if recent and (recent[0][0] != start or recent[-1][0] != size - 1):
+            return None
+        frontier = CompactRange(start, self._frontier.hashes)
+        for _seq, _leaf, digest in recent:
+            frontier.append(digest)
+        return frontier if frontier.root() == head.root else None
 
     def _head_is_current(self) -> bool:
         """Whether the database's newest block is the cached head (False when it cannot be read)."""
@@ -444,7 +479,9 @@ class Sequencer:
             if plan is None and not self._pipeline and not self._in_memory and self._size >= 0:
                 self._catch_up()
             began = time.perf_counter()
-            with self.store.writer() as conn:
+            # Another writer may have committed since our cache: its entries come with the lock.
+            recent_from = self._size if plan is None and self._size >= 0 else None
+            with self.store.writer(recent_from=recent_from) as conn:
                 if plan is None:
                     head = self._head
                     row = Store.locked_head(conn)
@@ -454,7 +491,7 @@ class Sequencer:
                         head = row.parsed()[0]  # another writer sealed a block since ours (or nothing is cached)
                     size = head.tree_size if head else 0
                     if size != self._size:
-                        self._sync(conn, size, head)
+                        self._sync(conn, size, head, Store.locked_recent(conn))
                     plan = self._plan(conn, batch)
                     if not plan.accepted:
                         return

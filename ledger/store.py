@@ -274,11 +274,15 @@ class Store:
         migrate.upgrade(self.write_engine)
 
     @contextmanager
-    def writer(self) -> Iterator[Connection]:
-        """A transaction holding the single-writer lock; commits on exit, rolls back on error."""
+    def writer(self, *, recent_from: int | None = None) -> Iterator[Connection]:
+        """A transaction holding the single-writer lock; commits on exit, rolls back on error.
+
+        ``recent_from``: PostgreSQL also reads the entries from that seq on (up to ``RECENT_LIMIT``) in the
+        lock's round trip, for ``Store.locked_recent``: what other writers committed since a cache.
+        """
         try:
             with self._writer_gate():
-                conn, transaction = self._begin_writer()
+                conn, transaction = self._begin_writer(recent_from)
                 with conn, transaction:
                     yield conn
         except OperationalError as exc:
@@ -311,7 +315,7 @@ class Store:
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _begin_writer(self) -> tuple[Connection, RootTransaction]:
+    def _begin_writer(self, recent_from: int | None = None) -> tuple[Connection, RootTransaction]:
         """Begin the writer transaction. PostgreSQL: the advisory lock is also the liveness check that
         a pool pre-ping would make (one round trip less per commit); a connection the server dropped
         fails there, before anything is written, and is replaced once."""
@@ -320,7 +324,8 @@ class Store:
             try:
                 transaction = conn.begin()  # SQLite: BEGIN IMMEDIATE (the engine's begin event)
                 if not self.is_sqlite:
-                    conn.info[_LOCKED_HEAD] = _lock_and_read_head(conn)
+                    conn.info[_LOCKED_HEAD], recent = _lock_and_read_head(conn, recent_from)
+                    conn.info[_LOCKED_RECENT] = recent
             except DBAPIError as exc:
                 conn.close()
                 if attempt == 0 and exc.connection_invalidated:
@@ -424,6 +429,13 @@ class Store:
             found: HeadRow | None = conn.info.pop(_LOCKED_HEAD)
             return found
         return _head_row(conn.exec_driver_sql(_HEAD_ROW).first())
+
+    @staticmethod
+    def locked_recent(conn: Connection) -> list[tuple[int, bytes, bytes]] | None:
+        """In a PostgreSQL writer transaction begun with ``recent_from``: the entries (seq, leaf, leaf hash)
+        from that seq on, in order, read with the lock (at most ``RECENT_LIMIT``); None otherwise."""
+        found: list[tuple[int, bytes, bytes]] | None = conn.info.pop(_LOCKED_RECENT, None)
+        return found
 
     @staticmethod
     def head_position(conn: Connection) -> tuple[int, int] | None:
@@ -633,34 +645,51 @@ _HEAD_POSITION = f"SELECT height, tree_size FROM {schema.blocks.name} ORDER BY h
 _HEAD_ROW = f"SELECT height, tree_size, header, checkpoint FROM {schema.blocks.name} ORDER BY height DESC LIMIT 1"  # noqa: S608
 _WRITER_LOCK = f"SELECT pg_advisory_xact_lock({WRITER_LOCK_ID})"
 _LOCK_THEN_HEAD = f"{_WRITER_LOCK}; {_HEAD_ROW}"
+_RECENT_ENTRIES = (
+    f"SELECT seq, leaf, leaf_hash FROM {schema.entries.name} WHERE seq >= {{start}} ORDER BY seq LIMIT {{limit}}"  # noqa: S608
+)
 # Key in the connection's info: the head read with the writer lock, set afresh by every PostgreSQL
 # writer transaction (a value no writer took stays until the next one replaces it).
 _LOCKED_HEAD = "shulian.locked_head"
+_LOCKED_RECENT = "shulian.locked_recent"
+RECENT_LIMIT = 5000
 
 
 def _head_row(row: Any) -> HeadRow | None:
     return None if row is None else HeadRow(int(row[0]), int(row[1]), str(row[2]), str(row[3]))
 
 
-def _lock_and_read_head(conn: Connection) -> HeadRow | None:
+def _lock_and_read_head(
+    conn: Connection, recent_from: int | None = None
+) -> tuple[HeadRow | None, list[tuple[int, bytes, bytes]] | None]:
     """PostgreSQL: take the writer lock and read the newest block in ONE round trip: two statements in
-    one query string (the simple query protocol; no parameters).
+    one query string (the simple query protocol; no parameters). With ``recent_from`` a third statement
+    reads the entries from that seq on (a writer's cache catching up with what others committed).
 
-    The server runs them in order and, in READ COMMITTED, the SELECT takes its snapshot when it starts,
-    after the lock is granted: it sees every block committed by the writer before us. (Not a psycopg
-    pipeline: waiting in one for the lock polls the socket for writing too, spinning on a CPU the
-    writer holding the lock needs: a tenth of the waiting writer's time, py-spy --gil.)
+    The server runs them in order and, in READ COMMITTED, each SELECT takes its snapshot when it starts,
+    after the lock is granted: it sees every block committed by the writer before us, and no writer
+    commits between the two SELECTs. (Not a psycopg pipeline: waiting in one for the lock polls the
+    socket for writing too, spinning on a CPU the writer holding the lock needs: a tenth of the waiting
+    writer's time, py-spy --gil.)
     Errors come back as SQLAlchemy's, a connection the server dropped marked invalidated (as
     ``exec_driver_sql`` would), so that ``Store.writer`` replaces it once and maps the rest to 503.
     """
     raw = conn.connection.driver_connection
     assert raw is not None
+    query = _LOCK_THEN_HEAD
+    if recent_from is not None:
+        query += f"; {_RECENT_ENTRIES.format(start=int(recent_from), limit=RECENT_LIMIT)}"
+    recent: list[tuple[int, bytes, bytes]] | None = None
     try:
         with raw.cursor() as cur:
-            cur.execute(_LOCK_THEN_HEAD)
+            cur.execute(query)
             if not cur.nextset():
                 raise AssertionError("the server answered the lock without the head")
             row = cur.fetchone()
+            if recent_from is not None:
+                if not cur.nextset():
+                    raise AssertionError("the server answered the lock without the entries")
+                recent = [(int(seq), bytes(leaf), bytes(digest)) for seq, leaf, digest in cur.fetchall()]
     except Exception as exc:  # psycopg's own errors, not wrapped by SQLAlchemy
         if type(exc).__module__.split(".")[0] != "psycopg":
             raise
@@ -668,7 +697,7 @@ def _lock_and_read_head(conn: Connection) -> HeadRow | None:
         if dropped:
             conn.invalidate(exc)
         raise OperationalError(_WRITER_LOCK, None, exc, connection_invalidated=dropped) from exc
-    return _head_row(row)
+    return _head_row(row), recent
 
 
 def _hashes_queries(mark: str, hashes: list[bytes]) -> Iterator[tuple[str, tuple[Any, ...]]]:

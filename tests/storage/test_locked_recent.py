@@ -1,0 +1,107 @@
+"""What another writer committed comes with the writer lock (PostgreSQL: in the lock's round trip).
+
+A writer whose cache is behind replays the other writer's entries and extends its tree frontier with
+their leaf hashes, checked against the head's root, instead of two more queries inside the lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from api.node import Node
+from ledger.sequencer import Sequencer
+from ledger.store import Store
+from ledger.tree import leaf_hash
+from tests.support import audit_verify, check_ledger, record_entry, register
+
+
+@pytest.fixture
+def other(node: Node, ledger_url: str, shulian_home: Path) -> Iterator[Node]:
+    second = Node(ledger_url, shulian_home)
+    try:
+        yield second
+    finally:
+        second.close()
+
+
+def _size(node: Node) -> int:
+    with node.store.reader() as conn:
+        head = Store.head(conn)
+    assert head is not None
+    return head[0].tree_size
+
+
+def test_the_entries_since_a_seq_come_with_the_lock(node: Node) -> None:
+    register(node, "dept-a", "department")
+    size = _size(node)
+    with node.store.reader() as conn:
+        stored = list(Store.entries_between(conn, 1, size))
+    with node.store.writer(recent_from=1) as conn:
+        recent = Store.locked_recent(conn)
+        assert Store.locked_recent(conn) is None  # taken once
+    if node.store.is_sqlite:
+        assert recent is None  # in process: nothing to save
+        return
+    assert recent is not None
+    assert [(seq, leaf) for seq, leaf, _ in recent] == stored
+    with node.store.reader() as conn:
+        hashes = Store.seqs_of_hashes(conn, [digest for _, _, digest in recent])
+    assert sorted(hashes.values()) == [seq for seq, _, _ in recent]
+    with node.store.writer() as conn:
+        assert Store.locked_recent(conn) is None  # not asked for
+
+
+def test_alternating_writers_catch_up_inside_the_lock_without_reading_nodes(
+    node: Node, other: Node, ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each writer finds the other's commit only once it holds the lock (its catch-up before the lock
+    is skipped here): on PostgreSQL the frontier then comes from the entries read with the lock."""
+    dept = register(node, "dept", "department")
+    node.append(record_entry(dept, 0))
+    other.append(record_entry(dept, 1))  # cold: reads everything once
+    for n in (node, other):
+        n.sequencer._pipeline = False  # several writers: the classic path, as after a first clash
+    monkeypatch.setattr(Sequencer, "_catch_up", lambda self: None)
+    reads: list[int] = []
+    nodes = Store.nodes
+
+    def counted(conn: object, wanted: object) -> object:
+        reads.append(1)
+        return nodes(conn, wanted)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Store, "nodes", staticmethod(counted))
+    seqs = []
+    for i in range(2, 12):
+        writer = node if i % 2 else other
+        seqs.append(writer.append(record_entry(dept, i)).seq)
+    assert seqs == list(range(seqs[0], seqs[0] + 10))
+    if node.store.is_sqlite:
+        assert reads  # the nodes are read from the database
+    else:
+        assert not reads
+    summary = check_ledger(ledger_url)
+    audit_verify(ledger_url, summary.size)
+
+
+def test_entries_that_do_not_give_the_head_root_are_not_trusted(node: Node, other: Node) -> None:
+    """The frontier made from the entries read with the lock must have the head's root; if not, the
+    nodes are read as before."""
+    dept = register(node, "dept", "department")
+    node.append(record_entry(dept, 0))
+    seq = other.sequencer
+    other.append(record_entry(dept, 1))  # warm
+    node.append(record_entry(dept, 2))
+    size = _size(node)
+    with node.store.reader() as conn:
+        head = Store.head(conn)
+        recent = [(s, leaf, leaf_hash(leaf)) for s, leaf in Store.entries_between(conn, seq._size, size)]
+    assert head is not None and len(recent) == size - seq._size
+    good = seq._extended(recent, size, head[0])
+    assert good is not None and good.root() == head[0].root
+    forged = [(s, leaf, bytes(32)) for s, leaf, _ in recent]
+    assert seq._extended(forged, size, head[0]) is None
+    assert seq._extended(recent[1:], size, head[0]) is None
+    assert seq._extended(None, size, head[0]) is None
