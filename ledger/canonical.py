@@ -65,7 +65,7 @@ def canonical_bytes(value: Any) -> bytes:
     try:
         return orjson.dumps(value, option=_ORJSON)
     except orjson.JSONEncodeError as exc:  # a lone surrogate: _check let every other refusal through
-        raise CanonicalError(f"not encodable as JSON: {exc}") from exc
+        raise CanonicalError("string holds a lone surrogate" if "surrogate" in str(exc) else str(exc)) from exc
 
 
 def canonical_bytes_reference(value: Any) -> bytes:

@@ -171,3 +171,8 @@ def test_fast_parse_agrees_with_the_strict_parse(value: Any, at: int, insert: by
     mutated = canonical[:where] + insert + canonical[where + cut :]
     for data in (canonical, mutated):
         assert _either(data) == _strict(data)
+
+
+def test_a_lone_surrogate_is_named() -> None:
+    with pytest.raises(CanonicalError, match="lone surrogate"):
+        canonical_bytes({"purpose": "x\ud800"})
