@@ -37,13 +37,13 @@ from audit.errors import BlockSourceError, EntrySourceError, WorkerError
 from audit.verifier import (
     CheckedBlock,
     CheckedEntry,
-    CheckedEnvelope,
     LedgerVerifier,
     Progress,
     RawBlock,
     RawEntry,
     StateMachine,
     VerificationResult,
+    checked_leaf,
 )
 from audit.worker import Result, Task, check_entry_chunk, check_task
 from ledger.frames import read_frame, write_frame
@@ -460,8 +460,8 @@ class ParallelFeed:
     def _unpack(self, pending: _Pending, result: Result) -> None:
         _tid, rows, fault, blocks, _error = result
         chunk = [
-            CheckedEntry(seq, leaf, digest, CheckedEnvelope(type_, ts, actor, body, sig, leaf), verified, None)
-            for (seq, leaf), (digest, type_, ts, actor, body, sig, verified) in zip(pending.entries, rows, strict=False)
+            CheckedEntry(seq, leaf, digest, checked_leaf(leaf), verified, None)
+            for (seq, leaf), (digest, verified) in zip(pending.entries, rows, strict=False)
         ]
         if fault is not None:
             seq, leaf = pending.entries[fault[0]]

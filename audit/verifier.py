@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
+import orjson
+
 from audit.errors import BlockSourceError, EntrySourceError, SetupError, VerificationError
 from keys.keyid import key_id
 from keys.registry import KeyRecord, KeyRegistry
@@ -106,6 +108,12 @@ class CheckedEnvelope(Envelope):
 
 def checked_envelope(env: Envelope) -> CheckedEnvelope:
     return CheckedEnvelope(env.type, env.ts, env.actor, env.body, env.sig, env.leaf)
+
+
+def checked_leaf(leaf: bytes) -> CheckedEnvelope:
+    """The envelope of a leaf ``check_entry`` passed (canonical, well formed), read again without the checks."""
+    v = orjson.loads(leaf)
+    return CheckedEnvelope(v["type"], v["ts"], v["actor"], v["body"], binascii.a2b_base64(v["sig"]), leaf)
 
 
 def introduced_key(env: Envelope) -> tuple[str, bytes] | None:
