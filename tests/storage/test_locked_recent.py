@@ -6,9 +6,6 @@ their leaf hashes, checked against the head's root, instead of two more queries 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from api.node import Node
@@ -16,15 +13,6 @@ from ledger.sequencer import Sequencer
 from ledger.store import Store
 from ledger.tree import leaf_hash
 from tests.support import audit_verify, check_ledger, record_entry, register
-
-
-@pytest.fixture
-def other(node: Node, ledger_url: str, shulian_home: Path) -> Iterator[Node]:
-    second = Node(ledger_url, shulian_home)
-    try:
-        yield second
-    finally:
-        second.close()
 
 
 def _size(node: Node) -> int:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -22,16 +20,6 @@ from tests.support import check_ledger, counts, dataset_body, record_entry, regi
 @pytest.fixture
 def dept(node: Node) -> StoredKey:
     return register(node, "dept", "department")
-
-
-@pytest.fixture
-def cold_node(node: Node, ledger_url: str, shulian_home: Path) -> Iterator[Node]:
-    """A second node on the same ledger whose sequencer has not read the registry yet."""
-    other = Node(ledger_url, shulian_home)
-    try:
-        yield other
-    finally:
-        other.close()
 
 
 def refused(node: Node, leaf: bytes, error: type[LedgerError], ledger_url: str, match: str | None = None) -> None:
@@ -56,10 +44,10 @@ def test_duplicate_is_refused(node: Node, dept: StoredKey, ledger_url: str) -> N
     refused(node, leaf, DuplicateEntryError, ledger_url, match=f"seq {first.seq}")
 
 
-def test_duplicate_is_refused_by_a_cold_node(node: Node, dept: StoredKey, cold_node: Node, ledger_url: str) -> None:
+def test_duplicate_is_refused_by_a_other(node: Node, dept: StoredKey, other: Node, ledger_url: str) -> None:
     leaf = record_entry(dept, 1)
     node.append(leaf)
-    refused(cold_node, leaf, DuplicateEntryError, ledger_url)
+    refused(other, leaf, DuplicateEntryError, ledger_url)
 
 
 def test_duplicate_within_one_batch(node: Node, dept: StoredKey, ledger_url: str) -> None:
@@ -73,9 +61,9 @@ def test_duplicate_within_one_batch(node: Node, dept: StoredKey, ledger_url: str
 
 
 @pytest.mark.parametrize("warm", [True, False], ids=["warm", "cold"])
-def test_bad_signature_is_refused(node: Node, dept: StoredKey, cold_node: Node, ledger_url: str, warm: bool) -> None:
+def test_bad_signature_is_refused(node: Node, dept: StoredKey, other: Node, ledger_url: str, warm: bool) -> None:
     leaf = flip_signature(record_entry(dept, 1))
-    refused(node if warm else cold_node, leaf, SignatureError, ledger_url)
+    refused(node if warm else other, leaf, SignatureError, ledger_url)
 
 
 def test_unknown_key_is_refused(node: Node, ledger_url: str) -> None:
@@ -93,7 +81,7 @@ def test_revoked_key_is_refused(node: Node, dept: StoredKey, ledger_url: str) ->
     check_ledger(ledger_url)
 
 
-def test_rotated_key_keeps_old_signatures(node: Node, dept: StoredKey, cold_node: Node, ledger_url: str) -> None:
+def test_rotated_key_keeps_old_signatures(node: Node, dept: StoredKey, other: Node, ledger_url: str) -> None:
     signed_before = record_entry(dept, 1)
     new = stored_key("dept-rotated", "department")
     rotation = {
@@ -106,10 +94,10 @@ def test_rotated_key_keeps_old_signatures(node: Node, dept: StoredKey, cold_node
     # The rotation takes effect a minute ahead (within the allowed skew), so "not yet valid" below
     # holds however slowly a loaded machine gets there.
     node.append(sign_envelope(dept.signing, "identity.rotate", rotation, ts=ts_at(60)))
-    refused(cold_node, record_entry(dept, 2, ts=ts_at(61)), KeyError_, ledger_url, match="rotated")
-    refused(cold_node, record_entry(new, 3), KeyError_, ledger_url, match="not yet valid")
-    refused(cold_node, signed_before, KeyError_, ledger_url, match="rotated at seq")
-    cold_node.append(sign_envelope(new.signing, "dataset.register", dataset_body(dept.key_id, 4), ts=ts_at(61)))
+    refused(other, record_entry(dept, 2, ts=ts_at(61)), KeyError_, ledger_url, match="rotated")
+    refused(other, record_entry(new, 3), KeyError_, ledger_url, match="not yet valid")
+    refused(other, signed_before, KeyError_, ledger_url, match="rotated at seq")
+    other.append(sign_envelope(new.signing, "dataset.register", dataset_body(dept.key_id, 4), ts=ts_at(61)))
     check_ledger(ledger_url)
 
 

@@ -7,24 +7,12 @@ and datasets registered through the other must count at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from api.node import Node
 from ledger.envelope import sign_envelope
 from ledger.errors import KeyError_, LedgerError
 from tests.support import audit_verify, check_ledger, dataset_body, record_entry, register, ts_at
-
-
-@pytest.fixture
-def other(node: Node, ledger_url: str, shulian_home: Path) -> Iterator[Node]:
-    second = Node(ledger_url, shulian_home)
-    try:
-        yield second
-    finally:
-        second.close()
 
 
 def test_each_sequencer_sees_what_the_other_committed(node: Node, other: Node, ledger_url: str) -> None:
