@@ -59,7 +59,7 @@ def _check(value: Any, depth: int) -> bool:
 def canonical_bytes(value: Any) -> bytes:
     """The RFC 8785 canonical UTF-8 bytes of ``value`` (fast path, exact for the allowed subset)."""
     if _check(value, 0):
-        # Python sorts keys by code point, RFC 8785 by UTF-16 code unit; they differ only for keys
+        # orjson sorts keys by code point, RFC 8785 by UTF-16 code unit; they differ only for keys
         # with characters beyond U+FFFF, which the reference implementation handles.
         return canonical_bytes_reference(value)
     try:
