@@ -418,9 +418,12 @@ class Sequencer:
             return False
 
     def _catch_up(self) -> None:
-        """Several writers: replay what the others committed since our last commit before queueing
-        for the writer lock (on the primary, outside any write), so that inside the lock only what
-        they committed meanwhile is left to replay."""
+        """Replay what is on the ledger beyond the cache before queueing for the writer lock (on the
+        primary, outside any write), so that inside the lock only what was committed meanwhile is left
+        to replay: with several writers, what the others committed since our last commit; with a cold
+        cache (a process starting, or after a failed commit), the whole ledger, which at 10^6 entries
+        takes tens of seconds that no other writer should wait for. Sealed rows never change, so
+        reading them outside the lock is safe."""
         with self.store.engine.connect() as conn:
             found = Store.head(conn)
             if found is not None and found[0].tree_size > self._size:
@@ -476,7 +479,7 @@ class Sequencer:
             self._reset()
         committing: _Commit | None = None
         try:
-            if plan is None and not self._pipeline and not self._in_memory and self._size >= 0:
+            if plan is None and not self._in_memory and (self._size < 0 or not self._pipeline):
                 self._catch_up()
             began = time.perf_counter()
             # Another writer may have committed since our cache: its entries come with the lock.

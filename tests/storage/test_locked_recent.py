@@ -6,6 +6,10 @@ their leaf hashes, checked against the head's root, instead of two more queries 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
 
 from api.node import Node
@@ -93,3 +97,40 @@ def test_entries_that_do_not_give_the_head_root_are_not_trusted(node: Node, othe
     assert seq._extended(forged, size, head[0]) is None
     assert seq._extended(recent[1:], size, head[0]) is None
     assert seq._extended(None, size, head[0]) is None
+
+
+def test_a_cold_writer_replays_the_ledger_before_taking_the_lock(
+    node: Node, other: Node, ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process starting (or a writer after a failed commit) replays the whole ledger before it queues
+    for the writer lock, not while holding it: at 10^6 entries that takes tens of seconds, which every
+    other writer would otherwise wait."""
+    dept = register(node, "dept", "department")
+    for i in range(3):
+        node.append(record_entry(dept, i))
+    holding = [False]
+    writer = Store.writer
+
+    @contextmanager
+    def flagged(self: Store, **kw: Any) -> Iterator[Any]:
+        with writer(self, **kw) as conn:
+            holding[0] = True
+            try:
+                yield conn
+            finally:
+                holding[0] = False
+
+    syncs: list[tuple[int, int, bool]] = []
+    sync = Sequencer._sync
+
+    def spied(self: Sequencer, conn: Any, size: int, head: Any, recent: Any = None) -> None:
+        syncs.append((self._size, size, holding[0]))
+        sync(self, conn, size, head, recent)
+
+    monkeypatch.setattr(Store, "writer", flagged)
+    monkeypatch.setattr(Sequencer, "_sync", spied)
+    other.append(record_entry(dept, 3))  # its sequencer has read nothing yet
+    cold = [s for s in syncs if s[0] == -1]
+    assert cold and cold[0][1] == _size(node) - 1  # the whole ledger as it stood, replayed once
+    assert not any(inside for _, _, inside in cold)
+    check_ledger(ledger_url)
