@@ -19,16 +19,9 @@ from ledger.tree import leaf_hash
 from tests.support import audit_verify, check_ledger, record_entry, register
 
 
-def _size(node: Node) -> int:
-    with node.store.reader() as conn:
-        head = Store.head(conn)
-    assert head is not None
-    return head[0].tree_size
-
-
 def test_the_entries_since_a_seq_come_with_the_lock(node: Node) -> None:
     register(node, "dept-a", "department")
-    size = _size(node)
+    size = node.reader.size()
     with node.store.reader() as conn:
         stored = list(Store.entries_between(conn, 1, size))
     with node.store.writer(recent_from=1) as conn:
@@ -86,7 +79,7 @@ def test_entries_that_do_not_give_the_head_root_are_not_trusted(node: Node, othe
     seq = other.sequencer
     other.append(record_entry(dept, 1))  # warm
     node.append(record_entry(dept, 2))
-    size = _size(node)
+    size = node.reader.size()
     with node.store.reader() as conn:
         head = Store.head(conn)
         recent = [(s, leaf, leaf_hash(leaf)) for s, leaf in Store.entries_between(conn, seq._size, size)]
@@ -131,6 +124,6 @@ def test_a_cold_writer_replays_the_ledger_before_taking_the_lock(
     monkeypatch.setattr(Sequencer, "_sync", spied)
     other.append(record_entry(dept, 3))  # its sequencer has read nothing yet
     cold = [s for s in syncs if s[0] == -1]
-    assert cold and cold[0][1] == _size(node) - 1  # the whole ledger as it stood, replayed once
+    assert cold and cold[0][1] == node.reader.size() - 1  # the whole ledger as it stood, replayed once
     assert not any(inside for _, _, inside in cold)
     check_ledger(ledger_url)
