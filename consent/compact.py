@@ -255,6 +255,9 @@ class CompactConsentState(ConsentState):
         self._earlier: dict[int, list[int]] = {}  # by record position: its commits before the latest
         self._commit_bits = bytearray()  # bit ``seq`` set: the entry at ``seq`` is a record.commit
 
+    def undo(self, seq: int, env: Envelope, registry: KeyRegistry) -> None:
+        raise NotImplementedError("a compact consent state is replayed forward only (use ConsentState)")
+
     # storage the rules read and change
     def _record(self, dataset: str, record: str) -> RecordHead | None:
         pos = self._record_table.get(record_digest(dataset, record))

@@ -67,6 +67,11 @@ class PrincipalIndex:
             old = body["replaces"]
             self._of[body["key_id"]] = self._of.get(old, old)
 
+    def forget(self, env: Envelope) -> None:
+        """Take back ``observe(env)``, the last identity entry observed."""
+        if env.type in ("identity.register", "identity.rotate"):
+            self._of.pop(env.body["key_id"], None)
+
     def of(self, registry: KeyRegistry, key_id: str) -> str:
         """The principal of ``key_id`` (``key_id`` itself for a key the registry does not know)."""
         found = self._of.get(key_id)

@@ -162,6 +162,16 @@ def _push(index: dict[Any, list[Any]], key: Any, value: Any) -> None:
         found.append(value)
 
 
+def _pop(index: dict[Any, list[Any]], key: Any, value: Any) -> None:
+    """Take back ``_push(index, key, value)``, the last push under ``key``."""
+    found = index[key]
+    if found[-1] is not value and found[-1] != value:
+        raise ValueError(f"index {key!r}: {value!r} is not the last entry pushed")
+    found.pop()
+    if not found:
+        del index[key]
+
+
 Check = Callable[["ConsentState", int, Envelope, KeyRecord, KeyRegistry], Any]
 Apply = Callable[["ConsentState", int, Envelope, Any, KeyRegistry], None]
 
@@ -229,6 +239,19 @@ class ConsentState:
         parse = _PARSERS[env.type]
         parsed = checked[2] if checked is not None and checked[:2] == (seq, env.leaf) else parse(env.body)
         getattr(self, _APPLIES[env.type].__name__)(seq, env, parsed, registry)  # a subclass's own storage
+
+    def undo(self, seq: int, env: Envelope, registry: KeyRegistry) -> None:
+        """Take back ``apply`` of entry ``seq``, the last one applied, with ``registry`` as ``apply`` had it
+        (undo the consent state before the registry). Undoing entries newest first leaves the state as it
+        was before them, dict order included: what a writer does when a commit it had applied fails."""
+        if seq != self.next_seq - 1:
+            raise ValueError(f"consent state: seq {seq} is not the last entry applied ({self.next_seq - 1})")
+        self._checked = None
+        if env.type in IDENTITY_TYPES:
+            self.principals.forget(env)
+        else:
+            getattr(self, _UNDOS[env.type].__name__)(seq, env, _PARSERS[env.type](env.body), registry)
+        self.next_seq = seq
 
     # ---------------------------------------------------------------------------------------------
     # Read helpers (for decide, the API and reports); lists are copies
@@ -597,6 +620,72 @@ class ConsentState:
         o = self.objections[r.objection]
         o.resolved_seq, o.outcome, o.correction = seq, r.outcome, r.correction
 
+    # ---------------------------------------------------------------------------------------------
+    # Effects taken back (``undo``), one per entry type: each removes what its ``_apply_`` added
+    # ---------------------------------------------------------------------------------------------
+
+    def _undo_dataset(self, seq: int, env: Envelope, ds: Dataset, registry: KeyRegistry) -> None:
+        state = self.datasets.pop(ds.dataset)
+        _pop(self._datasets_of_owner, state.owner, ds.dataset)
+
+    def _undo_record(self, seq: int, env: Envelope, rc: RecordCommit, registry: KeyRegistry) -> None:
+        del self.commits[seq]
+        key = (rc.dataset, rc.record)
+        latest = self.records[key]
+        if latest.seqs.pop() != seq:
+            raise ValueError(f"record {rc.record}: seq {seq} is not its latest commit")
+        if not latest.seqs:
+            del self.records[key]
+            _pop(self._records_of_subject, rc.subject, key)
+            return
+        before = latest.seqs[-1]
+        prev = self.commits[before]
+        latest.seq, latest.version, latest.commitment = before, prev.version, prev.commitment
+
+    def _undo_agreement(self, seq: int, env: Envelope, ag: Agreement, registry: KeyRegistry) -> None:
+        state = self.agreements.pop(seq)
+        if state.requester != state.owner:
+            _pop(self._agreements_of, state.requester, seq)
+        _pop(self._agreements_of, state.owner, seq)
+        for name in reversed(list(ag.scope)):
+            _pop(self._agreements_for, (state.requester, name), state)
+
+    def _undo_agreement_revoke(self, seq: int, env: Envelope, r: Any, registry: KeyRegistry) -> None:
+        self.agreements[r.agreement].revoked_seq = None
+
+    def _undo_grant(self, seq: int, env: Envelope, g: ConsentGrant, registry: KeyRegistry) -> None:
+        state = self.grants.pop(seq)
+        _pop(self._grants_of_grantee, state.grantee, seq)
+        _pop(self._grants_of_subject, g.subject, seq)
+        for name in reversed(list(g.scope)):
+            _pop(self._grants_for, (g.subject, state.grantee, name), state)
+
+    def _undo_grant_revoke(self, seq: int, env: Envelope, r: Any, registry: KeyRegistry) -> None:
+        self.grants[r.grant].revoked_seq = None
+
+    def _undo_decision(self, seq: int, env: Envelope, e: DecisionEntry, registry: KeyRegistry) -> None:
+        if e.outcome == ALLOW and len(e.basis) > 1:
+            self.grants[e.basis[1]].uses -= 1
+        state = self.decisions.pop(seq)
+        _pop(self._decisions_of_requester, state.requester, seq)
+        _pop(self._decisions_of_subject, e.subject, seq)
+        del self._requests[e.request]
+
+    def _undo_release(self, seq: int, env: Envelope, r: UsageRelease, registry: KeyRegistry) -> None:
+        state = self.releases.pop(seq)
+        _pop(self._releases_of_requester, state.requester, seq)
+        _pop(self._releases_of_subject, state.subject, seq)
+        self.decisions[r.decision].released_seq = None
+
+    def _undo_objection(self, seq: int, env: Envelope, o: Objection, registry: KeyRegistry) -> None:
+        state = self.objections.pop(seq)
+        _pop(self._objections_of_owner, state.owner, seq)
+        _pop(self._objections_of_subject, o.subject, seq)
+
+    def _undo_resolution(self, seq: int, env: Envelope, r: Any, registry: KeyRegistry) -> None:
+        o = self.objections[r.objection]
+        o.resolved_seq = o.outcome = o.correction = None
+
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "dataset.register": parse_dataset,
@@ -633,6 +722,19 @@ _APPLIES: dict[str, Apply] = {
     "usage.release": ConsentState._apply_release,
     "objection.file": ConsentState._apply_objection,
     "objection.resolve": ConsentState._apply_resolution,
+}
+
+_UNDOS: dict[str, Apply] = {
+    "dataset.register": ConsentState._undo_dataset,
+    "record.commit": ConsentState._undo_record,
+    "agreement.approve": ConsentState._undo_agreement,
+    "agreement.revoke": ConsentState._undo_agreement_revoke,
+    "consent.grant": ConsentState._undo_grant,
+    "consent.revoke": ConsentState._undo_grant_revoke,
+    "access.decision": ConsentState._undo_decision,
+    "usage.release": ConsentState._undo_release,
+    "objection.file": ConsentState._undo_objection,
+    "objection.resolve": ConsentState._undo_resolution,
 }
 
 CONSENT_TYPES = frozenset(_CHECKS)

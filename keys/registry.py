@@ -151,6 +151,27 @@ class KeyRegistry:
             valid_from=at,
         )
 
+    def undo(self, seq: int, env: Envelope) -> None:
+        """Take back ``apply`` of entry ``seq``, the last one applied: the registry is as it was before it."""
+        if seq != self.next_seq - 1:
+            raise ValueError(f"registry: seq {seq} is not the last entry applied ({self.next_seq - 1})")
+        body = env.body
+        if env.type == "identity.revoke":
+            self._reopen(body["key_id"], seq)
+        elif env.type in IDENTITY_TYPES:
+            rec = self.keys.pop(body["key_id"])
+            if rec.registered_seq != seq:
+                raise ValueError(f"registry: key {rec.key_id} was not registered at seq {seq}")
+            if env.type == "identity.rotate":
+                self._reopen(body["replaces"], seq)
+        self.next_seq = seq
+
+    def _reopen(self, kid: str, seq: int) -> None:
+        rec = self.keys[kid]
+        if rec.ended_seq != seq:
+            raise ValueError(f"registry: key {kid} did not end at seq {seq}")
+        rec.ended_seq, rec.valid_until, rec.ended_how, rec.replaced_by = None, None, None, None
+
     def _end(self, kid: str, seq: int, at: datetime, how: str, by: str | None) -> None:
         rec = self.keys[kid]
         rec.ended_seq, rec.valid_until, rec.ended_how, rec.replaced_by = seq, at, how, by

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pure code (the offline verifier) imports this module without a database driver
     from sqlalchemy.engine import Connection
@@ -23,6 +23,14 @@ class StateMachine(Protocol):
     def check(self, seq: int, env: Envelope, signer: KeyRecord | None, registry: KeyRegistry) -> None: ...
 
     def apply(self, seq: int, env: Envelope, signer: KeyRecord | None, registry: KeyRegistry) -> None: ...
+
+
+@runtime_checkable
+class Reversible(Protocol):
+    """A machine that can take back the entries it applied last, newest first (``ConsentState``); a writer
+    whose commit fails then drops that commit from its state instead of replaying the whole ledger."""
+
+    def undo(self, seq: int, env: Envelope, registry: KeyRegistry) -> None: ...
 
 
 @dataclass
