@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -29,7 +29,7 @@ from ledger.block import GENESIS_PREV, MAX_CLOCK_SKEW_SECONDS, BlockHeader, sign
 from ledger.canonical import canonical_bytes
 from ledger.envelope import Envelope, parse_envelope, parse_stored, signed_bytes
 from ledger.errors import DuplicateEntryError, EnvelopeError, LedgerError, SignatureError
-from ledger.machine import Attach, BuildContext, Builder, Indexer, StateMachine
+from ledger.machine import Attach, BuildContext, Builder, Indexer, Reversible, StateMachine
 from ledger.note import Checkpoint, sign_note, signer_vkey
 from ledger.store import StorageConflict, StorageError, Store
 from ledger.timefmt import format_ts, now, parse_ts
@@ -102,6 +102,10 @@ class _Plan:
     node_rows: list[tuple[int, int, bytes]]
     proofs: BatchNodes | None = None
     seal_seconds: float = 0.0  # signing the block header and checkpoint (for the observer)
+    # What the plan applied to the cached state, oldest first, and the cache's frontier and head before
+    # it: enough to take the plan back off the cache (``Sequencer._rollback``) if it does not commit.
+    applied: list[tuple[int, Envelope]] = field(default_factory=list)
+    before: tuple[CompactRange, BlockHeader | None] | None = None
 
     def hash_seqs(self) -> dict[bytes, int]:
         return {row[2]: row[0] for row in self.entry_rows}
@@ -110,10 +114,11 @@ class _Plan:
 class _Commit:
     """A commit whose leader handed the lead over before its COMMIT returned."""
 
-    __slots__ = ("_done", "hashes", "ok")
+    __slots__ = ("_done", "hashes", "ok", "plan")
 
-    def __init__(self, hashes: dict[bytes, int]) -> None:
-        self.hashes = hashes  # leaf hash -> seq of the entries it commits (duplicates of these are refused)
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.hashes = plan.hash_seqs()  # leaf hash -> seq of the entries it commits (duplicates are refused)
         self.ok = False
         self._done = threading.Lock()
         self._done.acquire()
@@ -198,6 +203,7 @@ class Sequencer:
         self._size = -1
         self._frontier = CompactRange()
         self._head: BlockHeader | None = None
+        self._recheck = False  # a commit was taken back: read the head under the lock before planning again
 
     # -- public ---------------------------------------------------------------------------------
     def append(self, leaf: bytes, *, attach: Attach | None = None) -> Receipt:
@@ -371,22 +377,26 @@ class Sequencer:
             nodes = Store.nodes(conn, root_nodes(size))
             frontier = CompactRange(size, [nodes[n] for n in root_nodes(size)])
             recent = None
-        self._frontier = frontier
         if recent is not None:
             entries: Iterable[tuple[int, bytes]] = ((seq, leaf) for seq, leaf, _ in recent)
         elif self._machines:
             entries = Store.entries_between(conn, self._scanned, size)
         else:
             entries = Store.entries_of_types(conn, IDENTITY_TYPES, self._scanned)
-        for seq, leaf in entries:
-            env = parse_stored(leaf)
-            if self._machines:
-                signer = None if seq == 0 else self._registry.signer(env, seq)
-                self._registry.apply(seq, env)
-                for m in self._machines:
-                    m.apply(seq, env, signer, self._registry)
-            elif env.type in IDENTITY_TYPES:
-                self._registry.apply(seq, env)
+        try:
+            for seq, leaf in entries:
+                env = parse_stored(leaf)
+                if self._machines:
+                    signer = None if seq == 0 else self._registry.signer(env, seq)
+                    self._registry.apply(seq, env)
+                    for m in self._machines:
+                        m.apply(seq, env, signer, self._registry)
+                elif env.type in IDENTITY_TYPES:
+                    self._registry.apply(seq, env)
+        except BaseException:
+            self._reset()  # applied part of the way (a read cut off): nothing says where the cache stands
+            raise
+        self._frontier = frontier
         self._scanned = size
         self._size = size
         self._head = head
@@ -421,22 +431,55 @@ class Sequencer:
         """Replay what is on the ledger beyond the cache before queueing for the writer lock (on the
         primary, outside any write), so that inside the lock only what was committed meanwhile is left
         to replay: with several writers, what the others committed since our last commit; with a cold
-        cache (a process starting, or after a failed commit), the whole ledger, which at 10^6 entries
-        takes tens of seconds that no other writer should wait for. Sealed rows never change, so
-        reading them outside the lock is safe."""
+        cache (a process starting, or a commit that could not be taken back), the whole ledger, which
+        at 10^6 entries takes tens of seconds that no other writer should wait for. Sealed rows never
+        change, so reading them outside the lock is safe."""
         with self.store.engine.connect() as conn:
             found = Store.head(conn)
             if found is not None and found[0].tree_size > self._size:
                 self._sync(conn, found[0].tree_size, found[0])
 
-    def _settle(self) -> bool:
-        """Wait for the commit handed over before ours; False if it failed (the cache is then wrong)."""
+    def _failed_before(self) -> _Plan | None:
+        """Wait for the commit handed over before ours; if it failed, its plan (still on the cache)."""
         prev = self._committing
         if prev is None:
-            return True
+            return None
         prev.wait()
         self._committing = None
-        return prev.ok
+        return None if prev.ok else prev.plan
+
+    def _undo(self, entries: Sequence[tuple[int, Envelope]]) -> bool:
+        """Take ``entries``, the last ones applied to the cached registry and machines, back off them
+        (newest first); False, with the cache reset, where a machine cannot or the cache is not where
+        they left it."""
+        registry, machines = self._registry, self._machines
+        reversible = [m for m in machines if isinstance(m, Reversible)]
+        if len(reversible) != len(machines):
+            self._reset()
+            return False
+        try:
+            for seq, env in reversed(entries):
+                for m in reversed(reversible):
+                    m.undo(seq, env, registry)
+                registry.undo(seq, env)
+        except Exception:
+            self._reset()
+            return False
+        return True
+
+    def _rollback(self, plan: _Plan) -> None:
+        """Take a plan that will not commit back off the cache: the cache is then the ledger as it was
+        before the plan (at 10^6 entries, instead of a replay of the whole ledger: tens of seconds). The
+        next commit reads the head under the lock first, in case the commit did land after all."""
+        if plan.before is None:
+            return  # nothing was applied
+        if self._size != plan.new_size:
+            self._reset()  # the cache is not where the plan left it
+            return
+        if self._undo(plan.applied):
+            self._size = self._scanned = plan.first_seq
+            self._frontier, self._head = plan.before
+            self._recheck = True
 
     def _commit(self, batch: list[_Pending], hand_over: Callable[[], None]) -> None:
         """Commit ``batch`` and set each item's result; ``hand_over`` passes the lead on.
@@ -450,19 +493,21 @@ class Sequencer:
         ledger that another writer appends to, takes the classic path: everything inside the writer.
         """
         plan: _Plan | None = None
-        if self._pipeline and self._head is not None and all(p.build is None for p in batch):
+        if self._pipeline and self._head is not None and not self._recheck and all(p.build is None for p in batch):
             failure: Exception | None = None
             try:
                 plan = self._plan(None, batch)
-            except Exception as exc:
+            except Exception as exc:  # the plan took back what it had applied
                 failure = exc
-            if not self._settle():  # planned on top of a commit that failed: start again, classic
-                self._reset()
+            failed = self._failed_before()
+            if failed is not None:  # planned on top of a commit that failed: take both back, go classic
+                if plan is not None:
+                    self._rollback(plan)
+                self._rollback(failed)
                 for p in batch:
                     p.result = None
                 plan = None
             elif isinstance(failure, _Poisoned):
-                self._reset()
                 raise failure
             elif failure is not None:
                 self._fail(batch, failure)
@@ -475,8 +520,10 @@ class Sequencer:
                 for p in batch:
                     p.result = None
                 plan = None
-        elif not self._settle():
-            self._reset()
+        else:
+            failed = self._failed_before()
+            if failed is not None:
+                self._rollback(failed)
         committing: _Commit | None = None
         try:
             if plan is None and not self._in_memory and (self._size < 0 or not self._pipeline):
@@ -495,6 +542,9 @@ class Sequencer:
                     size = head.tree_size if head else 0
                     if size != self._size:
                         self._sync(conn, size, head, Store.locked_recent(conn))
+                    else:
+                        self._head = head  # the same tree: the head as read under the lock
+                    self._recheck = False
                     plan = self._plan(conn, batch)
                     if not plan.accepted:
                         return
@@ -504,27 +554,29 @@ class Sequencer:
                     # first seq exists and the insert clashes (a duplicate leaf stored meanwhile by
                     # another writer clashes too); either way the classic path sorts it out.
                     self._write(conn, plan, first_insert_moved=True)
-                committing = self._committing = _Commit(plan.hash_seqs())
+                committing = self._committing = _Commit(plan)
                 hand_over()
         except _Moved:
             # Another writer appended between our plan and our transaction: the cache holds our
-            # uncommitted batch. Rebuild it, and keep to the classic path from now on (pipelining
+            # uncommitted batch. Take it back, and keep to the classic path from now on (pipelining
             # pays for one writer; with several, the classic path syncs incrementally).
             self._pipeline = False
-            self._reset()
+            assert plan is not None
+            self._rollback(plan)
             for p in batch:
                 p.result = None
             self._commit(batch, hand_over)
             return
         except _Poisoned:
-            self._reset()
+            if plan is not None:  # refused while writing (an attach): the plan was applied
+                self._rollback(plan)
             raise
         except Exception as exc:
-            if committing is not None:  # handed over: the next leader finds the failure and resets
+            if committing is not None:  # handed over: the next leader finds the failure, takes it back
                 committing.finish(ok=False)
-                self._fail(batch, exc, reset=False)
-            else:
-                self._fail(batch, exc)
+            elif plan is not None:
+                self._rollback(plan)
+            self._fail(batch, exc)
             return
         assert committing is not None
         committing.finish(ok=True)
@@ -536,10 +588,9 @@ class Sequencer:
             p.result = [Receipt(i + k, h, height, size, checkpoint, proofs) for k, h in enumerate(p.hashes)]
             i += len(p.hashes)
 
-    def _fail(self, batch: list[_Pending], exc: Exception, *, reset: bool = True) -> None:
-        """A commit failed: answer every item not already refused with the error; re-raise bugs."""
-        if reset:
-            self._reset()
+    def _fail(self, batch: list[_Pending], exc: Exception) -> None:
+        """A commit failed (the cache already without it): answer every item not already refused with
+        the error; re-raise bugs."""
         err = exc if isinstance(exc, LedgerError) else StorageError(f"append failed: {exc}")
         for p in batch:
             if not isinstance(p.result, LedgerError):
@@ -576,62 +627,83 @@ class Sequencer:
         accepted: list[_Pending] = []
         seen: set[bytes] = set()
         built_items: list[_Pending] = []
+        applied: list[tuple[int, Envelope]] = []  # what this plan applied to the cache, in order
+        halfway = False  # an entry is applied to some of the state and not yet to the rest
         seq = size
-        for p in batch:
-            touched = False  # whether this item already changed the cached state
-            try:
-                if p.build is not None:
-                    assert conn is not None
-                    context = BuildContext(conn, seq, registry, machines, when)
-                    built = [self._prepare(leaf, in_writer=True) for leaf in p.build(context)]
-                    p.envs = [b.envs[0] for b in built]
-                    p.hashes = [b.hashes[0] for b in built]
-                    p.sig_ok = [b.sig_ok[0] for b in built]
-                    built_items.append(p)  # looked up on the ledger once for the whole batch, below
-                at = seq
-                for env, h, sig_ok in zip(p.envs, p.hashes, p.sig_ok, strict=True):
-                    if h in known or h in seen:
-                        where = known.get(h)
-                        raise DuplicateEntryError(
-                            "entry is already on the ledger" + (f" at seq {where}" if where is not None else "")
-                        )
-                    if not earliest <= env.ts <= latest:  # entry_time_fits, on the fixed-width strings
-                        raise EnvelopeError(
-                            f"entry time {env.ts} is more than 5 minutes from the ledger time {block_time}"
-                        )
-                    signer = registry.check(at, env, signature_checked=sig_ok)
-                    for m in machines:
-                        m.check(at, env, signer, registry)
-                    touched = True
-                    registry.apply(at, env)
-                    for m in machines:
-                        m.apply(at, env, signer, registry)
-                    seen.add(h)
-                    at += 1
-            except LedgerError as exc:
-                if touched:
-                    raise _Poisoned(p, exc) from exc
-                p.result = exc
-                continue
-            if not p.envs:
-                p.result = []
-                continue
-            accepted.append(p)
-            seq = at
-        if built_items and conn is not None:
-            # One query for what the builders made (each is a statement on the committing thread,
-            # which waits for the GIL after it): a clash rolls the batch back and drops that item.
-            stored = Store.seqs_of_hashes(conn, [h for p in built_items for h in p.hashes])
-            for p in built_items:
-                clash = next((h for h in p.hashes if h in stored), None)
-                if clash is not None and p in accepted:
-                    error = DuplicateEntryError(f"entry is already on the ledger at seq {stored[clash]}")
-                    raise _Poisoned(p, error)
+        try:
+            for p in batch:
+                mark = len(applied)
+                try:
+                    if p.build is not None:
+                        assert conn is not None
+                        context = BuildContext(conn, seq, registry, machines, when)
+                        built = [self._prepare(leaf, in_writer=True) for leaf in p.build(context)]
+                        p.envs = [b.envs[0] for b in built]
+                        p.hashes = [b.hashes[0] for b in built]
+                        p.sig_ok = [b.sig_ok[0] for b in built]
+                        built_items.append(p)  # looked up on the ledger once for the whole batch, below
+                    at = seq
+                    for env, h, sig_ok in zip(p.envs, p.hashes, p.sig_ok, strict=True):
+                        if h in known or h in seen:
+                            where = known.get(h)
+                            raise DuplicateEntryError(
+                                "entry is already on the ledger" + (f" at seq {where}" if where is not None else "")
+                            )
+                        if not earliest <= env.ts <= latest:  # entry_time_fits, on the fixed-width strings
+                            raise EnvelopeError(
+                                f"entry time {env.ts} is more than 5 minutes from the ledger time {block_time}"
+                            )
+                        signer = registry.check(at, env, signature_checked=sig_ok)
+                        for m in machines:
+                            m.check(at, env, signer, registry)
+                        halfway = True
+                        registry.apply(at, env)
+                        for m in machines:
+                            m.apply(at, env, signer, registry)
+                        applied.append((at, env))
+                        halfway = False
+                        seen.add(h)
+                        at += 1
+                except LedgerError as exc:
+                    if halfway:
+                        raise _Poisoned(p, exc) from exc
+                    if len(applied) > mark:  # a group refused part-way: take back the entries it applied
+                        undone = len(applied) - mark
+                        if not self._undo(applied[mark:]):
+                            applied.clear()
+                            raise _Poisoned(p, exc) from exc  # the cache was reset: the batch starts again
+                        del applied[mark:]
+                        seen.difference_update(p.hashes[:undone])
+                    p.result = exc
+                    continue
+                if not p.envs:
+                    p.result = []
+                    continue
+                accepted.append(p)
+                seq = at
+            if built_items and conn is not None:
+                # One query for what the builders made (each is a statement on the committing thread,
+                # which waits for the GIL after it): a clash drops that item and the batch runs again.
+                stored = Store.seqs_of_hashes(conn, [h for p in built_items for h in p.hashes])
+                for p in built_items:
+                    clash = next((h for h in p.hashes if h in stored), None)
+                    if clash is not None and p in accepted:
+                        error = DuplicateEntryError(f"entry is already on the ledger at seq {stored[clash]}")
+                        raise _Poisoned(p, error)
+        except BaseException:
+            # Leave the cache as the plan found it: take back what was applied, or (an entry applied
+            # part of the way, which no rule does) start again from the ledger.
+            if halfway:
+                self._reset()
+            elif applied:
+                self._undo(applied)
+            raise
         if not accepted:
             return _Plan(accepted, size, size, height, None, "", [], [])
         node_rows: list[tuple[int, int, bytes]] = []
         entry_rows: list[tuple[int, bytes, bytes, str, str, str, int]] = []
-        frontier = self._frontier
+        before = self._frontier
+        frontier = CompactRange(size, before.hashes)
         proofs = BatchNodes(list(zip(root_nodes(size), frontier.hashes, strict=True)), node_rows)
         i = size
         for p in accepted:
@@ -653,9 +725,23 @@ class Sequencer:
         )
         checkpoint = sign_note(Checkpoint(self.origin, new_size, root).text(), self.origin, self.log_key)
         self._size = self._scanned = new_size
+        self._frontier = frontier
         self._head = header
         sealed = time.perf_counter() - sealing
-        return _Plan(accepted, size, new_size, height, header, checkpoint, entry_rows, node_rows, proofs, sealed)
+        return _Plan(
+            accepted,
+            size,
+            new_size,
+            height,
+            header,
+            checkpoint,
+            entry_rows,
+            node_rows,
+            proofs,
+            sealed,
+            applied,
+            (before, head),
+        )
 
     def _write(self, conn: Connection, plan: _Plan, *, first_insert_moved: bool = False) -> None:
         """Write a plan's rows, its block, the attached rows and the index, in the writer transaction.

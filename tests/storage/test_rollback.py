@@ -1,0 +1,175 @@
+"""A commit that does not land is taken back off the writer's cache, not answered by a replay of the
+whole ledger (tens of seconds at 10^6 entries, during which the writer's own requests wait).
+
+Each case checks that the writer did not reset its cache, that the cache then equals a replay of the
+stored ledger (registry and consent state, pickled), and that the ledger still verifies.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection
+
+from api.node import Node
+from consent.state import ConsentState
+from keys.registry import KeyRegistry
+from ledger.envelope import parse_stored, sign_envelope
+from ledger.errors import KeyError_, LedgerError
+from ledger.sequencer import Sequencer
+from ledger.store import StorageError, Store
+from tests.support import check_ledger, record_entry, register, register_body, stored_key
+
+
+@pytest.fixture
+def resets(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The cache sizes at which any sequencer resets (replays the ledger from seq 0 at its next commit)."""
+    seen: list[int] = []
+    reset = Sequencer._reset
+
+    def counted(self: Sequencer) -> None:
+        seen.append(getattr(self, "_size", -1))
+        reset(self)
+
+    monkeypatch.setattr(Sequencer, "_reset", counted)
+    yield seen
+
+
+def replayed(node: Node) -> bytes:
+    """The registry and consent state of the stored ledger, as a cold writer would build them."""
+    registry, state = KeyRegistry(), ConsentState()
+    with node.store.reader() as conn:
+        for seq, leaf in Store.entries_between(conn, 0, node.reader.size()):
+            env = parse_stored(leaf)
+            signer = None if seq == 0 else registry.signer(env, seq)
+            registry.apply(seq, env)
+            state.apply(seq, env, signer, registry)
+    return pickle.dumps((registry, state))
+
+
+def cached(node: Node) -> bytes:
+    registry, machines = node.sequencer.cached_state()
+    assert node.sequencer._size == node.reader.size()
+    return pickle.dumps((registry, machines[0]))
+
+
+def warm(node: Node) -> Any:
+    """A department key and a few of its entries; the node's writer warm and pipelining."""
+    dept = register(node, "dept", "department")
+    for i in range(3):
+        node.append(record_entry(dept, i))
+    assert node.sequencer._head is not None and node.sequencer._pipeline
+    return dept
+
+
+def test_a_writer_moved_by_another_takes_its_plan_back(
+    node: Node, other: Node, ledger_url: str, resets: list[int]
+) -> None:
+    """Writer A plans on its cache while writer B commits: A's insert clashes (``_Moved``); A takes its
+    plan back and commits on top of B's entries, reading only those."""
+    dept = warm(node)
+    other.append(record_entry(dept, 10))  # B: cold, replays once (its own reset is at construction)
+    before = len(resets)
+    receipt = node.append(record_entry(dept, 11))
+    assert not node.sequencer._pipeline  # A met B's commit: classic path from now on
+    assert resets[before:] == []
+    assert receipt.seq == node.reader.size() - 1
+    assert cached(node) == replayed(node)
+    for i in range(12, 16):  # and both go on writing, alternately (A last)
+        (node if i % 2 else other).append(record_entry(dept, i))
+    assert resets[before:] == []
+    assert cached(node) == replayed(node)
+    check_ledger(ledger_url)
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+def test_a_failed_commit_is_taken_back(node: Node, ledger_url: str, resets: list[int], pipelined: bool) -> None:
+    dept = warm(node)
+    node.sequencer._pipeline = pipelined
+    size = node.reader.size()
+    before = len(resets)
+
+    def full_disk(conn: Connection, seqs: list[int]) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(StorageError, match="No space left"):
+        node.sequencer.append(record_entry(dept, 20), attach=full_disk)
+    assert node.reader.size() == size  # nothing written
+    assert resets[before:] == []
+    assert cached(node) == replayed(node)
+    receipt = node.append(record_entry(dept, 20))  # the same entry, now it fits: the seq the failed one had
+    assert receipt.seq == size
+    assert resets[before:] == []
+    assert cached(node) == replayed(node)
+    check_ledger(ledger_url)
+
+
+def test_an_item_refused_while_writing_is_taken_back(node: Node, ledger_url: str, resets: list[int]) -> None:
+    dept = warm(node)
+    before = len(resets)
+
+    def refuse(conn: Connection, seqs: list[int]) -> None:
+        raise LedgerError("the vault refuses this record")
+
+    with pytest.raises(LedgerError, match="the vault refuses"):
+        node.sequencer.append(record_entry(dept, 30), attach=refuse)
+    assert resets[before:] == []
+    assert cached(node) == replayed(node)
+    node.append(record_entry(dept, 31))
+    assert cached(node) == replayed(node)
+    check_ledger(ledger_url)
+
+
+def test_a_group_refused_part_way_leaves_no_trace(node: Node, ledger_url: str, resets: list[int]) -> None:
+    """The second entry of a group is refused after the first was applied: the first is taken back
+    (its key is not registered), and the group's other items are not disturbed."""
+    warm(node)
+    before = len(resets)
+    admin = node.local_key("admin").signing
+    key = stored_key("grouped", "department")
+    first = sign_envelope(admin, "identity.register", register_body(key, "department"))
+    again = sign_envelope(admin, "identity.register", register_body(key, "department", "another name"))
+    with pytest.raises(KeyError_, match="already registered"):
+        node.sequencer.append_group([first, again])
+    assert node.sequencer.public_key(key.key_id) is None
+    assert resets[before:] == []
+    assert cached(node) == replayed(node)
+    node.sequencer.append_group([first])  # alone it is fine
+    assert node.sequencer.public_key(key.key_id) is not None
+    assert cached(node) == replayed(node)
+    check_ledger(ledger_url)
+
+
+def test_a_commit_lost_after_the_hand_over_is_taken_back_by_the_next_leader(
+    node: Node, ledger_url: str, resets: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipelined: the leader hands the lead over before its COMMIT returns, and the COMMIT fails. The
+    next leader has planned its batch on top of it: it takes both plans back and commits its own."""
+    dept = warm(node)
+    size = node.reader.size()
+    writer, armed = Store.writer, [True]
+
+    @contextmanager
+    def losing(self: Store, **kw: Any) -> Iterator[Connection]:
+        with writer(self, **kw) as conn:
+            yield conn
+            if armed[0]:
+                armed[0] = False
+                raise OSError(5, "Input/output error")  # the transaction rolls back: as if COMMIT failed
+
+    monkeypatch.setattr(Store, "writer", losing)
+    before = len(resets)
+    with pytest.raises(StorageError, match="Input/output error"):
+        node.append(record_entry(dept, 40))
+    assert node.sequencer._committing is not None  # handed over: left for the next leader
+    receipt = node.append(record_entry(dept, 41))
+    assert receipt.seq == size
+    assert resets[before:] == []
+    assert cached(node) == replayed(node)
+    node.append(record_entry(dept, 40))
+    assert cached(node) == replayed(node)
+    check_ledger(ledger_url)
