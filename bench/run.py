@@ -3,7 +3,9 @@
 Figures: Ed25519 verification (the reference), canonical JSON, signed appends per second on SQLite
 and PostgreSQL through the real sequencer, the offline verifier over a 10^6-entry ledger (rate and
 peak memory), proof latency at 10^3 and 10^6 entries, and the tree against merkletools and pymerkle.
-Each target in ``targets`` says its figure, its bound and whether it is met.
+Each target in ``targets`` says its figure, its bound and whether it is met; a rate's figure is its ratio
+to the Ed25519 reference measured just before and after it (``bench.reference``), and its ratio to the
+reference at the start of the run is given beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import append, build, fuzz, growth, micro, peers, proofs, release, verify
+from bench.reference import Reference
 
 OUT = build.OUT
 PG_ADMIN_URL = os.environ.get("SHULIAN_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -77,8 +80,9 @@ def sqlite_database(home: Path) -> Iterator[str | None]:
     yield f"sqlite:///{home / 'ledger.db'}"
 
 
-def append_engine(database: Callable[[Path], Any], label: str) -> dict[str, Any]:
-    """Timed appends on a fresh ledger for each (processes, threads, entries per call) configuration."""
+def append_engine(database: Callable[[Path], Any], label: str, reference: Reference) -> dict[str, Any]:
+    """Timed appends on a fresh ledger for each (processes, threads, entries per call) configuration,
+    each between two samples of the Ed25519 reference."""
     runs = []
     for processes, threads, per_call in APPEND_CONFIGS:
         with scratch() as home, database(home) as db:
@@ -89,44 +93,77 @@ def append_engine(database: Callable[[Path], Any], label: str) -> dict[str, Any]
             pool.close()
             each = f", {per_call} entries per call" if per_call > 1 else ""
             log(f"{label}: {len(leaves)} pre-signed appends, {processes} process(es) × {threads} threads{each}")
-            result = append.timed_appends(db, home, leaves, processes=processes, threads=threads, per_call=per_call)
+            section = f"append {label} {processes}x{threads}x{per_call}"
+            with reference.around(section):
+                result = append.timed_appends(db, home, leaves, processes=processes, threads=threads, per_call=per_call)
             log(f"{label}: {result.per_s:.0f} appends/s (mean batch {result.entries / max(result.blocks, 1):.0f})")
-            runs.append(result.to_json())
+            run = result.to_json()
+            run["ed25519_reference"] = reference.of(section)
+            run["ratio"] = reference.ratio(result.per_s, section)
+            runs.append(run)
     best = max(runs, key=lambda r: r["per_s"] if not r["errors"] else 0)
     single = max((r["per_s"] for r in runs if r["entries_per_call"] == 1 and not r["errors"]), default=None)
-    return {"per_s": best["per_s"], "per_s_one_entry_per_call": single, "best": best, "runs": runs}
-
-
-def appends() -> dict[str, Any]:
     return {
-        "sqlite": append_engine(sqlite_database, "sqlite"),
-        "postgresql": append_engine(lambda _home: postgres_database(), "postgresql"),
+        "per_s": best["per_s"],
+        "ratio": best["ratio"],
+        "ratio_to_first_reference": reference.ratio_to_first(best["per_s"]),
+        "per_s_one_entry_per_call": single,
+        "best": best,
+        "runs": runs,
     }
 
 
-def target(figure: float | None, bound: float, *, at_most: bool = False, what: str) -> dict[str, Any]:
+def appends(reference: Reference) -> dict[str, Any]:
+    return {
+        "sqlite": append_engine(sqlite_database, "sqlite", reference),
+        "postgresql": append_engine(lambda _home: postgres_database(), "postgresql", reference),
+    }
+
+
+def target(
+    figure: float | None, bound: float, *, at_most: bool = False, what: str, to_first: float | None = None
+) -> dict[str, Any]:
+    """A target: ``figure`` against ``bound``; ``to_first``, a rate's ratio to the run's first reference."""
     met = figure is not None and (figure <= bound if at_most else figure >= bound)
-    return {"figure": figure, ("at_most" if at_most else "at_least"): round(bound, 3), "met": met, "what": what}
+    out = {"figure": figure, ("at_most" if at_most else "at_least"): round(bound, 3), "met": met, "what": what}
+    if to_first is not None:
+        out["figure_to_first_reference"] = to_first
+    return out
 
 
-def verify_only(report: dict[str, Any], ed: float, t0: float) -> None:
+def verified(big: build.Ledger, reference: Reference) -> dict[str, Any]:
+    """The offline verifier over ``big`` between two samples of the reference."""
+    log(f"offline verifier over {big.entries} entries (child process)")
+    with reference.around("verify"):
+        vf = verify.verify_figures(big.db, big.entries)
+    log(f"  {vf}")
+    return vf
+
+
+def verify_targets(vf: dict[str, Any], reference: Reference) -> dict[str, Any]:
+    return {
+        "verify_rate": target(
+            reference.ratio(vf["per_s"], "verify"),
+            1.2,
+            what="verify_per_s / ed25519_verify_per_s (measured before and after it)",
+            to_first=reference.ratio_to_first(vf["per_s"]),
+        ),
+        "verify_rss": target(vf["rss_mb"], 200, at_most=True, what="verify_rss_mb"),
+    }
+
+
+def verify_only(report: dict[str, Any], reference: Reference, t0: float) -> None:
     """The verify figures and their two targets beside the Ed25519 reference of the same run."""
     size = LEDGER_SIZES[-1]
     log(f"ledger of {size} entries")
     big = build.build(size, any_version=True)
     report["ledgers"] = {str(size): {"entries": big.entries, "blocks": big.blocks, "path": big.path.name}}
-    log(f"offline verifier over {big.entries} entries (child process)")
-    vf = verify.verify_figures(big.db, big.entries)
-    log(f"  {vf}")
+    vf = verified(big, reference)
     report["verify_per_s"] = vf["per_s"]
     report["verify_rss_mb"] = vf["rss_mb"]
     report["verify_detail"] = vf
-    report["ed25519_verify_per_s_after"] = micro.ed25519_verify_per_s()
-    rate = vf["per_s"] and round(vf["per_s"] / ed, 3)
-    report["targets"] = {
-        "verify_rate": target(rate, 1.2, what="verify_per_s / ed25519_verify_per_s"),
-        "verify_rss": target(vf["rss_mb"], 200, at_most=True, what="verify_rss_mb"),
-    }
+    report["ed25519_reference"] = reference.report()
+    report["targets"] = verify_targets(vf, reference)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, ensure_ascii=False, indent=1)
     (OUT / "verify.json").write_text(text + "\n")
@@ -182,17 +219,17 @@ def main(argv: list[str] | None = None) -> None:
         fuzz_only(report, t0)
         return
     log("Ed25519 verification, one core")
-    ed = micro.ed25519_verify_per_s()
-    report["ed25519_verify_per_s"] = ed
-    log(f"  {ed:.0f}/s")
+    reference = Reference(log)
+    report["ed25519_verify_per_s"] = reference.sample("start")
     if only == "verify":
-        verify_only(report, ed, t0)
+        verify_only(report, reference, t0)
         return
     if only == "growth":
         growth_only(report, t0)
         return
     if only == "release":
-        report.update(release.release_report(ed, scratch, postgres_database, log))
+        report.update(release.release_report(reference, scratch, postgres_database, log))
+        report["ed25519_reference"] = reference.report()
         report["seconds"] = round(time.perf_counter() - t0, 1)
         text = json.dumps(report, ensure_ascii=False, indent=1)
         (OUT / "release.json").write_text(text + "\n")
@@ -202,12 +239,12 @@ def main(argv: list[str] | None = None) -> None:
     report["canonical"] = micro.canonical_figures()
 
     log("timed appends")
-    detail = appends()
+    detail = appends(reference)
     report["append_per_s"] = {k: v["per_s"] for k, v in detail.items()}
+    report["append_ratio"] = {k: v.get("ratio") for k, v in detail.items()}
     report["append_detail"] = detail
     if only == "append":
-        ed_ratio = {k: v and round(v / ed, 3) for k, v in report["append_per_s"].items()}
-        report["append_ratio"] = ed_ratio
+        report["ed25519_reference"] = reference.report()
         report["seconds"] = round(time.perf_counter() - t0, 1)
         text = json.dumps(report, ensure_ascii=False, indent=1)
         (OUT / "append.json").write_text(text + "\n")
@@ -224,12 +261,10 @@ def main(argv: list[str] | None = None) -> None:
         for s, lg in ledgers.items()
     }
 
-    log(f"offline verifier over {big.entries} entries (child process)")
-    vf = verify.verify_figures(big.db, big.entries)
+    vf = verified(big, reference)
     report["verify_per_s"] = vf["per_s"]
     report["verify_rss_mb"] = vf["rss_mb"]
     report["verify_detail"] = vf
-    log(f"  {vf}")
 
     log("proofs through LogReader")
     proof_detail = {str(s): proofs.proof_latency(lg.db) for s, lg in ledgers.items()}
@@ -241,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     report["growth"] = growth.growth_table(postgres_database)
     flat = report["growth"]["ratio_largest_to_smallest"]["sqlite"]
 
-    releases = release.release_report(ed, scratch, postgres_database, log)
+    releases = release.release_report(reference, scratch, postgres_database, log)
     report.update({k: v for k, v in releases.items() if k != "release_targets"})
 
     log("tree peers at 10^5 leaves")
@@ -250,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     small, large = (str(s) for s in LEDGER_SIZES)
     incl = report["inclusion_proof_ms"]
     pe = report["peers"]
-    sq, pg = report["append_per_s"]["sqlite"], report["append_per_s"]["postgresql"]
+    sq, pg = detail["sqlite"], detail["postgresql"]
 
     def faster(field: str) -> bool:
         ours = pe["shulian"][field]
@@ -262,14 +297,19 @@ def main(argv: list[str] | None = None) -> None:
 
     report["targets"] = {
         "fuzz": {"met": report["fuzz"]["failures"] == 0, "what": "no 5xx and every answer as documented"},
-        "append_sqlite": target(sq and round(sq / ed, 3), 0.5, what="append_per_s.sqlite / ed25519_verify_per_s"),
+        "append_sqlite": target(
+            sq.get("ratio"),
+            0.5,
+            what="append_per_s.sqlite / ed25519_verify_per_s (measured before and after it)",
+            to_first=sq.get("ratio_to_first_reference"),
+        ),
         "append_postgresql": target(
-            pg and round(pg / ed, 3), 0.3, what="append_per_s.postgresql / ed25519_verify_per_s"
+            pg.get("ratio"),
+            0.3,
+            what="append_per_s.postgresql / ed25519_verify_per_s (measured before and after it)",
+            to_first=pg.get("ratio_to_first_reference"),
         ),
-        "verify_rate": target(
-            vf["per_s"] and round(vf["per_s"] / ed, 3), 1.2, what="verify_per_s / ed25519_verify_per_s"
-        ),
-        "verify_rss": target(vf["rss_mb"], 200, at_most=True, what="verify_rss_mb"),
+        **verify_targets(vf, reference),
         "inclusion_1e6_ms": target(incl[large], 2.0, at_most=True, what=f"inclusion_proof_ms[{large}]"),
         "inclusion_growth": target(
             round(incl[large] / incl[small], 3), 3.0, at_most=True, what=f"inclusion_proof_ms {large} / {small}"
@@ -281,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
         "peers_build": {"met": faster("build_s"), "what": "shulian build_s below merkletools and pymerkle"},
         "peers_proof": {"met": faster("proof_ms"), "what": "shulian proof_ms below merkletools and pymerkle"},
     }
+    report["ed25519_reference"] = reference.report()
     report["seconds"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(report, ensure_ascii=False, indent=1)
     (OUT / "latest.json").write_text(text + "\n")
