@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +75,7 @@ def dataset_id(value: object, where: str = "dataset") -> str:
     """A dataset id: ``<department>.<name>``, lowercase letters, digits and underscores."""
     if not isinstance(value, str) or len(value) > MAX_DATASET_ID:
         raise InvalidBody(f"{where} is not a dataset id")
-    return v.matching(value, where, DATASET_ID_RE, "a dataset id like gaj.hukou")
+    return sys.intern(v.matching(value, where, DATASET_ID_RE, "a dataset id like gaj.hukou"))
 
 
 def field_name(value: object, where: str) -> str:

@@ -55,15 +55,16 @@ def parse_grant(body: Mapping[str, Any]) -> ConsentGrant:
         raise InvalidBody(f"{what} scope is not an object of 1 to {MAX_DATASETS} datasets")
     scope: dict[str, tuple[str, ...]] = {}
     for ds, fields in raw_scope.items():
-        dataset_id(ds, f"{what} scope key")
-        scope[ds] = v.text_list(fields, f"{what} scope[{ds}]", max_items=MAX_FIELDS, pattern=FIELD_NAME_RE)
+        scope[dataset_id(ds, f"{what} scope key")] = v.text_list(
+            fields, f"{what} scope[{ds}]", max_items=MAX_FIELDS, pattern=FIELD_NAME_RE
+        )
     max_uses = body["max_uses"]
     start, end = v.window(body, what)
     return ConsentGrant(
-        subject=v.text(body["subject"], f"{what} subject"),
+        subject=v.name(body["subject"], f"{what} subject"),
         grantee=v.key_id(body["grantee"], f"{what} grantee"),
         scope=scope,
-        purpose=v.text(body["purpose"], f"{what} purpose"),
+        purpose=v.name(body["purpose"], f"{what} purpose"),
         valid_from=start,
         valid_until=end,
         max_uses=None if max_uses is None else v.integer(max_uses, f"{what} max_uses", minimum=1, maximum=MAX_USES),

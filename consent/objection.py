@@ -42,7 +42,7 @@ def parse_objection(body: Mapping[str, Any]) -> Objection:
     what = "objection.file"
     v.fields_exactly(body, what, FILE_FIELDS)
     return Objection(
-        subject=v.text(body["subject"], f"{what} subject"),
+        subject=v.name(body["subject"], f"{what} subject"),
         dataset=dataset_id(body["dataset"], f"{what} dataset"),
         record=record_id(body["record"], f"{what} record"),
         fields=v.text_list(body["fields"], f"{what} fields", max_items=MAX_FIELDS, pattern=FIELD_NAME_RE),

@@ -43,7 +43,7 @@ def parse_record_commit(body: Mapping[str, Any]) -> RecordCommit:
     return RecordCommit(
         dataset=dataset_id(body["dataset"], f"{what} dataset"),
         record=record_id(body["record"], f"{what} record"),
-        subject=v.text(body["subject"], f"{what} subject"),
+        subject=v.name(body["subject"], f"{what} subject"),
         commitment=v.b64(body["commitment"], f"{what} commitment", HASH_SIZE),
         version=v.integer(body["version"], f"{what} version", minimum=1, maximum=MAX_VERSION),
         replaces=v.optional_seq(body["replaces"], f"{what} replaces"),

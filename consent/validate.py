@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import sys
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,12 @@ def text(value: object, where: str, *, max_len: int = MAX_TEXT) -> str:
     return value
 
 
+def name(value: object, where: str, *, max_len: int = MAX_TEXT) -> str:
+    """``text`` that many entries repeat (a subject, a purpose): one string in memory for all of them
+    (a state replayed from 10^6 entries otherwise holds a copy per entry)."""
+    return sys.intern(text(value, where, max_len=max_len))
+
+
 def matching(value: object, where: str, pattern: re.Pattern[str], shape: str) -> str:
     if not isinstance(value, str) or pattern.fullmatch(value) is None:
         raise InvalidBody(f"{where} is not {shape}")
@@ -52,7 +59,7 @@ def key_id(value: object, where: str) -> str:
     if not is_key_id(value):
         raise InvalidBody(f"{where} is not a key id (32 lowercase hex digits)")
     assert isinstance(value, str)
-    return value
+    return sys.intern(value)  # a key names many entries: one string for all
 
 
 def integer(value: object, where: str, *, minimum: int = 0, maximum: int = MAX_SAFE_INT) -> int:
@@ -128,7 +135,7 @@ def text_list(
         for i, item in enumerate(value):
             if not isinstance(item, str) or fullmatch(item) is None:
                 raise InvalidBody(f"{where}[{i}] is not a string matching {pattern.pattern}")
-        out = tuple(value)
+        out = tuple(map(sys.intern, value))  # names from a fixed vocabulary (fields): one string each
     if len(set(out)) != len(out):
         raise InvalidBody(f"{where} repeats an item")
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -139,6 +140,36 @@ def test_grant_body_round_trip() -> None:
         )
     with pytest.raises(InvalidBody):
         parse_grant({**body, "scope": {"gaj.hukou": ["name", "name"]}})
+
+
+def test_names_many_entries_repeat_are_one_string_in_memory() -> None:
+    """A state replayed from 10^6 entries holds each subject, key id, dataset, purpose and field name
+    once, not once per entry (each entry's JSON is parsed into strings of its own)."""
+    bodies = [
+        grant_body(
+            subject="sub:" + "ab" * 30,
+            grantee=KID,
+            scope={"gaj.hukou": ["name", "household_address"]},
+            purpose="最低生活保障资格核查",
+            valid_from=START + i * DAY,
+            valid_until=START + (i + 1) * DAY,
+        )
+        for i in range(2)
+    ]
+    a, b = (parse_grant(orjson.loads(orjson.dumps(body))) for body in bodies)
+    assert a.subject is b.subject and a.grantee is b.grantee and a.purpose is b.purpose
+    (ds_a, fields_a), (ds_b, fields_b) = next(iter(a.scope.items())), next(iter(b.scope.items()))
+    assert ds_a is ds_b and all(x is y for x, y in zip(fields_a, fields_b, strict=True))
+    commit = {
+        "dataset": "gaj.hukou",
+        "record": "h-0001",
+        "subject": "sub:" + "ab" * 30,
+        "commitment": "A" * 43 + "=",
+        "version": 1,
+        "replaces": None,
+    }
+    c, d = (parse_record_commit(orjson.loads(orjson.dumps(commit))) for _ in range(2))
+    assert c.dataset is d.dataset is ds_a and c.subject is d.subject is a.subject
 
 
 def test_other_parsers_refuse_wrong_types() -> None:
