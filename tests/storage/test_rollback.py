@@ -8,6 +8,8 @@ stored ledger (registry and consent state, pickled), and that the ledger still v
 from __future__ import annotations
 
 import pickle
+import random
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -172,4 +174,70 @@ def test_a_commit_lost_after_the_hand_over_is_taken_back_by_the_next_leader(
     assert cached(node) == replayed(node)
     node.append(record_entry(dept, 40))
     assert cached(node) == replayed(node)
+    check_ledger(ledger_url)
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+@pytest.mark.parametrize("where", ["write", "commit"])
+def test_writers_under_load_with_failing_commits_keep_exact_caches(
+    node: Node, other: Node, ledger_url: str, monkeypatch: pytest.MonkeyPatch, writers: int, where: str
+) -> None:
+    """Threads on one writer (pipelining) or on two (each meeting the other's commits) append at once
+    while some commits fail, now and then: while writing (an attach that raises) or at the COMMIT, after
+    the lead was handed over (the next leader has planned on top of it). Every acknowledged entry is on
+    the ledger exactly once, the ledger verifies, and each writer's cache equals a replay of it."""
+    dept = warm(node)
+    nodes = [node] * 4 if writers == 1 else [node, node, other, other]
+    if writers == 2:
+        other.append(record_entry(dept, 1000))
+    rng = random.Random(7)
+    acked: list[int] = []
+    failed = [0]
+    guard = threading.Lock()
+
+    def unlucky() -> bool:
+        with guard:
+            return rng.random() < 0.15
+
+    def sometimes(conn: Connection, seqs: list[int]) -> None:
+        if where == "write" and unlucky():
+            raise OSError(5, "Input/output error")
+
+    writer = Store.writer
+
+    @contextmanager
+    def losing(self: Store, **kw: Any) -> Iterator[Connection]:
+        with writer(self, **kw) as conn:
+            yield conn
+            if where == "commit" and unlucky():
+                raise OSError(5, "Input/output error")  # rolled back: as if COMMIT failed
+
+    monkeypatch.setattr(Store, "writer", losing)
+
+    def submit(n: Node, start: int) -> None:
+        for i in range(start, start + 25):
+            try:
+                r = n.sequencer.append(record_entry(dept, i), attach=sometimes)
+            except StorageError:
+                with guard:
+                    failed[0] += 1
+                continue
+            with guard:
+                acked.append(r.seq)
+
+    threads = [threading.Thread(target=submit, args=(n, 2000 + 100 * k)) for k, n in enumerate(nodes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed[0] > 0 and len(acked) + failed[0] == 100
+    assert len(set(acked)) == len(acked)
+    size = node.reader.size()
+    with node.store.reader() as conn:
+        stored = dict(Store.entries_between(conn, 0, size))
+    assert all(seq in stored for seq in acked)
+    monkeypatch.setattr(Store, "writer", writer)
+    for k, n in enumerate(dict.fromkeys(nodes)):  # a writer's last append brings its cache up to date
+        n.append(record_entry(dept, 3000 + k))
+        assert cached(n) == replayed(n)
     check_ledger(ledger_url)
