@@ -58,6 +58,19 @@ GROUP_SIZE = Histogram(
 DECISIONS = Counter("shulian_decisions", "Access decisions logged, by outcome", ["outcome"])
 DENY_REASONS = Counter("shulian_deny_reasons", "Reasons given by deny decisions (a deny may give several)", ["reason"])
 RELEASES = Counter("shulian_releases", "Releases logged (usage.release)")
+WRITER_REPLAYS = Counter(
+    "shulian_writer_replays",
+    "Times a writer built its cached state by replaying the whole ledger (a process starting, or a commit it"
+    " could not take back)",
+)
+WRITER_REPLAY_SECONDS = Histogram(
+    "shulian_writer_replay_seconds",
+    "Time of one replay of the whole ledger into a writer's cached state",
+    buckets=(0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+)
+WRITER_ROLLBACKS = Counter(
+    "shulian_writer_rollbacks", "Batches a writer took back off its cached state because they did not commit"
+)
 HTTP_REQUESTS = Counter(
     "shulian_http_requests", "HTTP requests answered, by route and status", ["method", "route", "status"]
 )
@@ -106,6 +119,20 @@ def observe_commit(envs: list[Envelope], commit_seconds: float, seal_seconds: fl
             RELEASES.inc(types["usage.release"])
     except Exception:  # pragma: no cover - a metrics bug must not fail an append that committed
         log.exception("metrics: commit not counted")
+
+
+def observe_cache(event: str, entries: int, seconds: float) -> None:
+    """The sequencer's cache observer: a replay of the whole ledger, or a batch taken back. Never raises."""
+    try:
+        if event == "replay":
+            WRITER_REPLAYS.inc()
+            WRITER_REPLAY_SECONDS.observe(seconds)
+            log.info("writer state replayed from the ledger: %d entries in %.1f s", entries, seconds)
+        elif event == "rollback":
+            WRITER_ROLLBACKS.inc()
+            log.info("writer took back a batch of %d entries that did not commit (%.3f s)", entries, seconds)
+    except Exception:  # pragma: no cover - a metrics bug must not fail an append
+        log.exception("metrics: cache event not counted")
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:

@@ -77,7 +77,7 @@ class Node:
     @property
     def sequencer(self) -> Sequencer:
         if self._sequencer is None:
-            from api.metrics import observe_commit  # prometheus-client only once appending (see api.metrics)
+            from api.metrics import observe_cache, observe_commit  # prometheus-client once appending (api.metrics)
 
             log_key = self.local_key("log").signing
             # The service key signs the decisions and releases that builders make in this process.
@@ -92,6 +92,7 @@ class Node:
                         index=write_index,
                         observe=observe_commit,
                         own_keys=own,
+                        on_cache=observe_cache,
                     )
         return self._sequencer
 

@@ -40,6 +40,9 @@ NODE_COLUMNS = ("level", "idx", "hash")
 BLOCK_COLUMNS = ("height", "tree_size", "header", "checkpoint")
 # Told of each commit: its entries, the writer transaction's seconds and the block signing's. Must not raise.
 Observer = Callable[[list[Envelope], float, float], None]
+# Told when the cached state was rebuilt from the whole ledger ("replay": entries, seconds) or a batch that
+# did not commit was taken back off it ("rollback": entries, seconds). Must not raise.
+CacheObserver = Callable[[str, int, float], None]
 
 
 class Receipt(NamedTuple):
@@ -171,6 +174,7 @@ class Sequencer:
         index: Indexer | None = None,
         observe: Observer | None = None,
         own_keys: Iterable[bytes] = (),
+        on_cache: CacheObserver | None = None,
     ) -> None:
         """``own_keys``: Ed25519 public keys of the keys this process signs builders' entries with. A
         builder's entry whose actor is registered with one of them is not verified again: the process
@@ -185,6 +189,7 @@ class Sequencer:
         self._make_machines = machines
         self._index = index
         self._observe = observe
+        self._on_cache = on_cache
         self._own = frozenset(own_keys)
         self._mutex = threading.Lock()
         self._queue: list[_Pending] = []
@@ -368,7 +373,8 @@ class Sequencer:
         (``Store.locked_recent``). When they are all of them, the frontier is extended with their leaf
         hashes and checked against the head's root, instead of two more queries inside the lock.
         """
-        if self._size == -1:
+        cold, started = self._size == -1, time.perf_counter()
+        if cold:
             meta = Store.meta(conn)
             if meta.get("log_key") not in (None, self.vkey.encode()):
                 raise LogKeyMismatch("this log key is not the one the ledger was initialised with")
@@ -400,6 +406,8 @@ class Sequencer:
         self._scanned = size
         self._size = size
         self._head = head
+        if cold and self._on_cache is not None:
+            self._on_cache("replay", size, time.perf_counter() - started)
 
     def _extended(
         self, recent: list[tuple[int, bytes, bytes]] | None, size: int, head: BlockHeader | None
@@ -476,10 +484,13 @@ class Sequencer:
         if self._size != plan.new_size:
             self._reset()  # the cache is not where the plan left it
             return
+        started = time.perf_counter()
         if self._undo(plan.applied):
             self._size = self._scanned = plan.first_seq
             self._frontier, self._head = plan.before
             self._recheck = True
+            if self._on_cache is not None:
+                self._on_cache("rollback", len(plan.applied), time.perf_counter() - started)
 
     def _commit(self, batch: list[_Pending], hand_over: Callable[[], None]) -> None:
         """Commit ``batch`` and set each item's result; ``hand_over`` passes the lead on.

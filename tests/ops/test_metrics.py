@@ -64,6 +64,14 @@ def test_metrics_count_a_real_city(live: Live) -> None:
     assert delta("shulian_commit_seconds_count") == city.appends - 1
     assert delta("shulian_seal_seconds_count") == city.appends - 1
     assert value(after, "shulian_commit_seconds_sum") > 0
+    # each process that appended (either worker, the writer process) replayed the ledger once, when it
+    # first appended; and took back at most one plan, the first time it met another's commit (its
+    # pipelining is off from then on)
+    replays = value(after, "shulian_writer_replays_total")
+    assert 1 <= replays <= 3
+    assert value(after, "shulian_writer_replay_seconds_count") == replays
+    assert ("shulian_writer_rollbacks_total", ()) in after
+    assert value(after, "shulian_writer_rollbacks_total") <= replays
     http = "shulian_http_requests_total"
     assert delta(http, method="GET", route="/v1/checkpoint", status="200") >= 30
     assert delta(http, method="POST", route="/v1/access/requests", status="403") == 1

@@ -241,3 +241,20 @@ def test_writers_under_load_with_failing_commits_keep_exact_caches(
         n.append(record_entry(dept, 3000 + k))
         assert cached(n) == replayed(n)
     check_ledger(ledger_url)
+
+
+def test_the_writer_tells_of_its_replays_and_rollbacks(node: Node, other: Node) -> None:
+    """What ``shulian_writer_replays_total`` and ``shulian_writer_rollbacks_total`` count."""
+    dept = warm(node)
+    events: list[tuple[str, int]] = []
+    other.sequencer._on_cache = lambda event, entries, seconds: events.append((event, entries))
+    size = node.reader.size()
+    other.append(record_entry(dept, 50))  # cold: one replay of the ledger as it stood
+    assert events == [("replay", size)]
+
+    def full_disk(conn: Connection, seqs: list[int]) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(StorageError):
+        other.sequencer.append_group([record_entry(dept, 51), record_entry(dept, 52)], attach=full_disk)
+    assert events == [("replay", size), ("rollback", 2)]
