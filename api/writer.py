@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from api.dbfaults import database_fault
 from ledger.errors import LedgerError
 from ledger.frames import FRAME_LENGTH, decode_frame, encode_frame, frame_size, read_frame, take_frames, write_frame
 from ledger.store import StorageError
@@ -275,7 +276,16 @@ def async_client_from_env() -> AsyncWriterClient | None:
 
 
 def _portable(exc: LedgerError) -> LedgerError:
-    """``exc`` if it survives a pickle round trip as itself, else a ``Refusal`` saying the same."""
+    """``exc`` if it survives a pickle round trip as itself, else a ``Refusal`` saying the same.
+
+    A database failure is judged here, where its cause chain is (a pickle drops it): the worker answers
+    what ``api.dbfaults`` makes of it (503 unreachable or read-only, 507 out of space, with Retry-After),
+    and the cause goes to this process's log."""
+    if isinstance(exc, StorageError) and not isinstance(exc, WriterGone):
+        fault = database_fault(exc)
+        if fault is not None:
+            log.warning("database: %s", " ".join(str(exc).split()))
+            return Refusal(fault.detail, fault.status, fault.title, fault.retry_after)
     try:
         back = pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes
         if type(back) is type(exc) and str(back) == str(exc):

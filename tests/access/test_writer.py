@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import stat
 import subprocess
@@ -364,3 +365,44 @@ def test_an_http_worker_yields_the_cpu_to_its_writer(socket_set: bool) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     assert int(out.stdout) == (asgi.WORKER_NICENESS if socket_set else 0)
+
+
+def test_a_database_failure_in_the_writer_reaches_the_worker_as_what_it_is(tmp_path: Path) -> None:
+    """A pickle drops an exception's cause: the writer judges a database failure before sending it, so
+    a full disk is still 507 with its Retry-After in the worker, a read-only database 503 (real SQLite
+    errors, raised by the driver)."""
+    import sqlite3
+
+    from api.dbfaults import FULL, READ_ONLY
+    from ledger.store import StorageError
+
+    def failure(cause: sqlite3.Error) -> StorageError:
+        try:
+            raise cause
+        except sqlite3.Error as exc:
+            try:
+                raise StorageError(f"append failed: {exc}") from exc
+            except StorageError as wrapped:
+                return wrapped
+
+    path = tmp_path / "ro.db"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
+    ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        ro.execute("INSERT INTO t VALUES (1)")
+    except sqlite3.OperationalError as exc:
+        read_only = failure(exc)
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = 13  # type: ignore[attr-defined]  # SQLITE_FULL, as the driver sets it
+    for exc, fault in ((read_only, READ_ONLY), (failure(full), FULL)):
+        sent = writer._portable(exc)
+        back = pickle.loads(pickle.dumps(sent))
+        assert isinstance(back, writer.Refusal)
+        assert (back.status, back.title, back.retry_after, str(back)) == (
+            fault.status,
+            fault.title,
+            fault.retry_after,
+            fault.detail,
+        )
+    gone = writer.WriterGone("gone")
+    assert writer._portable(gone) is gone
