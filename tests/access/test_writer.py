@@ -265,6 +265,14 @@ def test_run_by_hand_without_its_socket_it_prints_its_usage() -> None:
     assert out.stderr.startswith("usage: python -m api.writer SOCKET_PATH")
 
 
+def stopped(pid: int, timeout: float = 30.0) -> None:
+    """Wait until process ``pid`` is stopped (state T in /proc): a SIGSTOP is delivered asynchronously."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.005)
+
+
 def test_requests_arriving_together_are_decided_in_one_commit_and_a_refusal_stops_no_other(
     world: World, writer_proc: subprocess.Popen[bytes], node: Node, ledger_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -276,6 +284,7 @@ def test_requests_arriving_together_are_decided_in_one_commit_and_a_refusal_stop
     client.access(requester, "d" * 64, **asked)  # type: ignore[arg-type]
     before = world.size()
     os.kill(writer_proc.pid, signal.SIGSTOP)  # the requests queue on its socket meanwhile
+    stopped(writer_proc.pid)  # before any is sent: else its loop may wake for the first and stop after
     hashes = [c * 64 for c in "0123456"] + ["d" * 64]  # the last was decided already
     outcome: dict[str, object] = {}
 
