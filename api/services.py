@@ -32,7 +32,7 @@ from ledger import sodium
 from ledger.canonical import canonical_bytes
 from ledger.envelope import Envelope, parse_envelope, sign_envelope
 from ledger.errors import EnvelopeError, LedgerError, NotFoundError
-from ledger.machine import BuildContext, Builder
+from ledger.machine import Attach, BuildContext, Builder
 from ledger.sequencer import Receipt
 from ledger.store import StorageError, Store
 from ledger.timefmt import format_ts, now
@@ -103,7 +103,55 @@ def signed_by_caller(node: Node, caller: Caller, leaf: bytes, types: Iterable[st
 def submit(node: Node, caller: Caller, leaf: bytes, types: Iterable[str]) -> AppendOut:
     """Append a caller-signed entry of one of ``types``; the consent rules check it at commit."""
     signed_by_caller(node, caller, leaf, types)
-    return append_out(node, node.sequencer.append(leaf))
+    return append_entry(node, leaf)
+
+
+@dataclass(frozen=True, slots=True)
+class VaultRecord:
+    """A record version's values and salts, stored in the vault by the transaction that commits its
+    ``record.commit`` (so the vault holds exactly what the ledger commits to)."""
+
+    dataset: str
+    record: str
+    version: int
+    values: dict[str, Any]
+    salts: dict[str, Any]
+
+    def attach(self, node: Node) -> Attach:
+        def store(conn: Connection, seqs: list[int]) -> None:
+            node.vault.put(
+                conn,
+                dataset=self.dataset,
+                record=self.record,
+                version=self.version,
+                commit_seq=seqs[0],
+                values=self.values,
+                salts=self.salts,
+            )
+
+        return store
+
+
+def append_entry(node: Node, leaf: bytes, record: VaultRecord | None = None) -> AppendOut:
+    """Append ``leaf`` (with ``record``'s values into the vault): through the writer process when
+    ``serve`` runs one, so that a replica keeps one sequencer and one cached state for all its workers
+    (each would replay the whole ledger on its first append, and hold a copy of the state); here when
+    it cannot be reached."""
+    if node.writer is not None:
+        out: AppendOut | None = node.writer.call(("append", leaf, record))
+        if out is not None:
+            return out
+    return append_out(node, node.sequencer.append(leaf, attach=record.attach(node) if record else None))
+
+
+def append_entries(node: Node, items: Sequence[tuple[bytes, VaultRecord | None]]) -> list[AppendOut | LedgerError]:
+    """The writer process's side of ``append_entry``: what the workers sent, committed together where
+    they fit; one result each, in order."""
+    results = node.sequencer.append_many(
+        [leaf for leaf, _ in items], [record.attach(node) if record else None for _, record in items]
+    )
+    outs = iter(append_outs(node, [r for r in results if isinstance(r, Receipt)]))
+    return [next(outs) if isinstance(r, Receipt) else r for r in results]
 
 
 def commit_record_version(node: Node, caller: Caller, entry: dict[str, Any], values: Any, salts: Any) -> AppendOut:
@@ -126,20 +174,8 @@ def commit_record_version(node: Node, caller: Caller, entry: dict[str, Any], val
     made = commit_record(dataset, values, decoded)
     if made.root != rc.commitment:
         raise InvalidBody("values and salts do not open the commitment in the entry")
-    kept = encode_salts(decoded)
-
-    def store(conn: Connection, seqs: list[int]) -> None:
-        node.vault.put(
-            conn,
-            dataset=rc.dataset,
-            record=rc.record,
-            version=rc.version,
-            commit_seq=seqs[0],
-            values=values,
-            salts=kept,
-        )
-
-    return append_out(node, node.sequencer.append(leaf, attach=store))
+    record = VaultRecord(rc.dataset, rc.record, rc.version, values, encode_salts(decoded))
+    return append_entry(node, leaf, record)
 
 
 @dataclass

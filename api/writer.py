@@ -5,8 +5,11 @@ also committed held the database's writer lock while waiting for its own GIL, an
 that lock in turn, each re-reading what the other had committed first: on 2 cores a commit of 8.8
 releases held the lock 23 ms for 11 ms of work (docs/SCALE.md). So ``serve`` starts this process beside
 its workers: they parse, authenticate and answer; it decides access requests and commits each
-decision with its release (``api.services.decide_and_release``), group-committing what all of them
-send, with no HTTP thread in its way.
+decision with its release (``api.services.decide_and_release``), and appends the entries they take
+(``api.services.append_entry``: a record commit with its vault row), group-committing what all of them
+send, with no HTTP thread in its way. So a replica has one sequencer and one cached state: each worker
+with its own would replay the whole ledger on its first append (~30 s at 10^6 entries), hold another
+copy of the state, and contend with the others for the writer lock.
 
 The workers reach it over a Unix socket named by ``SHULIAN_WRITER_SOCKET``, in a fresh directory only
 the service's user may enter; the writer also checks that each peer runs as that user. A request and its
@@ -14,8 +17,8 @@ answer are one frame each (``ledger.frames``), one request at a time per connect
 per request in flight. One thread serves them all: it takes every request that has arrived, decides
 them together in one commit where they fit (``decide_and_release_many``) and answers each; a thread
 per connection cost a GIL hand-off and a wake-up per request, and with them ~1.4 ms of the writer's
-CPU a release against ~0.9 ms now (docs/SCALE.md). A worker that cannot reach the writer decides in
-its own process, on its own sequencer (several writers share a ledger safely, only more slowly); a
+CPU a release against ~0.9 ms now (docs/SCALE.md). A worker that cannot reach the writer decides and
+appends in its own process, on its own sequencer (several writers share a ledger safely, only more slowly); a
 worker whose writer ends in the middle of a request answers 503: whatever the writer committed is on
 the ledger, and a signed request is decided at most once.
 
@@ -306,19 +309,46 @@ def _narrowed(result: AccessResult) -> AccessResult:
 def dispatch_many(node: Node, ops: list[Any]) -> list[tuple[str, Any]]:
     """The answers to ``ops``, in order: ("ok", value) or ("error", a LedgerError to raise in the worker).
 
-    The access requests among them are decided by one call (one commit where they fit).
+    The entries among them are appended by one call, then the access requests decided by one more
+    (one commit each where they fit).
     """
-    from api.services import AccessAsk, decide_and_release_many  # (this process runs as __main__)
+    from api.services import (  # (this process runs as __main__)
+        AccessAsk,
+        VaultRecord,
+        append_entries,
+        decide_and_release_many,
+    )
 
     replies: list[tuple[str, Any] | None] = [None] * len(ops)
     asks: list[tuple[int, AccessAsk]] = []
+    entries: list[tuple[int, tuple[bytes, VaultRecord | None]]] = []
     for i, op in enumerate(ops):
         if isinstance(op, tuple) and len(op) == 2 and op[0] == "access" and isinstance(op[1], AccessAsk):
             asks.append((i, op[1]))
+        elif (
+            isinstance(op, tuple)
+            and len(op) == 3
+            and op[0] == "append"
+            and isinstance(op[1], bytes)
+            and (op[2] is None or isinstance(op[2], VaultRecord))
+        ):
+            entries.append((i, (op[1], op[2])))
         elif isinstance(op, tuple) and op:
             replies[i] = ("error", StorageError(f"the writer process does not know {op[0]!r}"))
         else:
             replies[i] = ("error", StorageError("bad request"))
+    if entries:
+        try:
+            appended = append_entries(node, [item for _, item in entries])
+        except LedgerError as exc:
+            appended = [exc] * len(entries)
+        except Exception as exc:  # a driver's error the sequencer does not wrap: judged by its cause
+            log.exception("writer: appending %d entries failed", len(entries))
+            failed = StorageError(f"the writer process failed: {exc}")
+            failed.__cause__ = exc
+            appended = [failed] * len(entries)
+        for (i, _), done in zip(entries, appended, strict=True):
+            replies[i] = ("error", _portable(done)) if isinstance(done, LedgerError) else ("ok", done)
     if asks:
         try:
             results = decide_and_release_many(node, [ask for _, ask in asks])
@@ -326,7 +356,9 @@ def dispatch_many(node: Node, ops: list[Any]) -> list[tuple[str, Any]]:
             results = [exc] * len(asks)
         except Exception as exc:
             log.exception("writer: deciding %d access requests failed", len(asks))
-            results = [StorageError(f"the writer process failed: {exc}")] * len(asks)
+            failed = StorageError(f"the writer process failed: {exc}")
+            failed.__cause__ = exc
+            results = [failed] * len(asks)
         for (i, _), result in zip(asks, results, strict=True):
             replies[i] = ("error", _portable(result)) if isinstance(result, LedgerError) else ("ok", _narrowed(result))
     return [reply or ("error", StorageError("bad request")) for reply in replies]
@@ -522,4 +554,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run as the importable ``api.writer``, not as ``__main__``: a class this process pickles for the
+    # workers (a ``Refusal``) must name a module they can import.
+    from api import writer as importable
+
+    raise SystemExit(importable.main())

@@ -246,14 +246,21 @@ class Sequencer:
             out.append(p.result)
         return out
 
-    def append_many(self, leaves: list[bytes]) -> list[Receipt | LedgerError]:
-        """Append several envelopes, committed together where they fit; one result each, in order."""
+    def append_many(
+        self, leaves: list[bytes], attaches: Sequence[Attach | None] | None = None
+    ) -> list[Receipt | LedgerError]:
+        """Append several envelopes, committed together where they fit; one result each, in order.
+
+        ``attaches``: one ``attach`` (or None) per envelope, as ``append`` takes."""
         pending: list[_Pending | LedgerError] = []
-        for leaf in leaves:
+        for i, leaf in enumerate(leaves):
             try:
-                pending.append(self._prepare(leaf))
+                item = self._prepare(leaf)
             except LedgerError as exc:
                 pending.append(exc)
+                continue
+            item.attach = attaches[i] if attaches is not None else None
+            pending.append(item)
         ready = [p for p in pending if isinstance(p, _Pending)]
         self._wait([*ready])
         return [p if isinstance(p, LedgerError) else _outcome(p) for p in pending]

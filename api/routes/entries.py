@@ -6,7 +6,6 @@ import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Caller, CallerDep, read_body, require
@@ -14,21 +13,13 @@ from api.deps import NodeDep
 from api.problems import PROBLEM_SCHEMA
 from api.routes.common import ERRORS as SIGNED_ERRORS
 from api.routes.common import SIGNED_HEADERS
-from api.schemas import EntryOut, Page
-from api.services import proven_entries
+from api.schemas import AppendOut, EntryOut, Page
+from api.services import append_entry, proven_entries
 from ledger.envelope import MAX_ENTRY_BYTES, Envelope, parse_envelope
 from ledger.errors import NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["entries"])
 ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 403, 409, 413, 422, 503, 507), PROBLEM_SCHEMA)
-
-
-class AppendOut(BaseModel):
-    seq: int = Field(examples=[42])
-    leaf_hash: str = Field(description="base64 RFC 9162 leaf hash")
-    tree_size: int = Field(description="size of the checkpoint that seals the entry")
-    checkpoint: str = Field(description="the signed checkpoint note sealing the entry")
-    inclusion: list[str] = Field(description="inclusion proof (base64) against that checkpoint")
 
 
 @router.post(
@@ -57,15 +48,7 @@ class AppendOut(BaseModel):
 )
 async def append(request: Request, node: NodeDep) -> AppendOut:
     body = await read_body(request, MAX_ENTRY_BYTES)
-    receipt = await run_in_threadpool(node.append, body)
-    proof = await run_in_threadpool(node.reader.inclusion, receipt.leaf_hash, receipt.tree_size)
-    return AppendOut(
-        seq=receipt.seq,
-        leaf_hash=base64.b64encode(receipt.leaf_hash).decode(),
-        tree_size=receipt.tree_size,
-        checkpoint=receipt.checkpoint,
-        inclusion=[base64.b64encode(h).decode() for h in proof.hashes],
-    )
+    return await run_in_threadpool(append_entry, node, body)
 
 
 def _is_party(node: NodeDep, caller: Caller, seq: int, env: Envelope) -> bool:

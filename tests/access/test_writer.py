@@ -415,3 +415,33 @@ def test_a_database_failure_in_the_writer_reaches_the_worker_as_what_it_is(tmp_p
         )
     gone = writer.WriterGone("gone")
     assert writer._portable(gone) is gone
+
+
+def test_a_worker_sends_its_appends_to_the_writer_process(
+    world: World, writer_proc: subprocess.Popen[bytes], node: Node, ledger_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain entries and record commits (with their vault rows) go to the writer process, so a replica
+    keeps one sequencer; what the writer refuses keeps its class and status in the worker."""
+    import base64
+
+    from ledger.envelope import sign_envelope
+    from ledger.errors import DuplicateEntryError
+    from ledger.sequencer import Sequencer
+    from tests.support import register_body, stored_key
+
+    here: list[int] = []
+    monkeypatch.setattr(Sequencer, "_wait", lambda self, items: here.append(len(items)))  # nothing commits here
+    admin = node.local_key("admin").signing
+    leaf = sign_envelope(admin, "identity.register", register_body(stored_key("sent", "department"), "department"))
+    out = api.services.append_entry(node, leaf)
+    assert node.reader.size() == out.seq + 1 == out.tree_size
+    proof = node.reader.inclusion(base64.b64decode(out.leaf_hash), out.tree_size).hashes
+    assert out.inclusion == [base64.b64encode(h).decode() for h in proof]
+    with pytest.raises(DuplicateEntryError, match=f"already on the ledger at seq {out.seq}") as again:
+        api.services.append_entry(node, leaf)
+    assert again.value.status == 409
+    rows = world.vault_rows()
+    seq = world.commit_dibao("mzj-sent", "a")  # over HTTP to the live server in this process, then the writer
+    assert here == []
+    assert world.vault_rows() == rows + 1 and seq == node.reader.size() - 1
+    check_ledger(ledger_url)

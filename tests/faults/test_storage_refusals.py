@@ -41,6 +41,29 @@ def _one_line_failure(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def _family(pid: int) -> list[int]:
+    """``pid`` and every process below it (``serve``'s workers and its writer process)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _full_disk(pid: int, limit: int) -> None:
+    """The disk full (``limit`` bytes a file) for ``serve`` and each of its processes, as a real one is."""
+    for p in _family(pid):
+        resource.prlimit(p, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+
 def _limit_files(limit: int) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
@@ -56,14 +79,14 @@ def test_full_disk_refuses_the_append_and_recovers(tmp_path: Path, monkeypatch: 
                 assert client.post("/v1/entries", content=record_entry(dept, i, tag="before")).status_code == 201
             size = ledger_size(env["SHULIAN_DB"])
             full = _files_size(db_path) + 512  # the next WAL frame does not fit
-            resource.prlimit(server.pid, resource.RLIMIT_FSIZE, (full, resource.RLIM_INFINITY))
+            _full_disk(server.pid, full)
             leaf = record_entry(dept, 0, tag="refused")
             for _ in range(2):  # refused each time, and the service stays up
                 doc = _assert_problem(client.post("/v1/entries", content=leaf), 507)
                 assert "storage" in str(doc["detail"]).lower()
             assert client.get("/v1/checkpoint").status_code == 200  # reads still work
             assert ledger_size(env["SHULIAN_DB"]) == size
-            resource.prlimit(server.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+            _full_disk(server.pid, resource.RLIM_INFINITY)
             r = client.post("/v1/entries", content=leaf)  # space again: the same envelope is taken
             assert r.status_code == 201 and r.json()["seq"] == size, r.text
         assert audit_verify(env["SHULIAN_DB"], size + 1)
