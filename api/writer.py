@@ -306,13 +306,21 @@ def _narrowed(result: AccessResult) -> AccessResult:
     return result
 
 
+def _failure(exc: Exception) -> StorageError:
+    """What the workers are told of an error that escaped the writer's calls (a driver's error the
+    sequencer does not wrap, say): caused by it, so ``_portable`` judges a database failure by it."""
+    failed = StorageError(f"the writer process failed: {exc}")
+    failed.__cause__ = exc
+    return failed
+
+
 def dispatch_many(node: Node, ops: list[Any]) -> list[tuple[str, Any]]:
     """The answers to ``ops``, in order: ("ok", value) or ("error", a LedgerError to raise in the worker).
 
     The entries among them are appended by one call, then the access requests decided by one more
     (one commit each where they fit).
     """
-    from api.services import (  # (this process runs as __main__)
+    from api.services import (  # not at import: api.services imports this module
         AccessAsk,
         VaultRecord,
         append_entries,
@@ -342,11 +350,9 @@ def dispatch_many(node: Node, ops: list[Any]) -> list[tuple[str, Any]]:
             appended = append_entries(node, [item for _, item in entries])
         except LedgerError as exc:
             appended = [exc] * len(entries)
-        except Exception as exc:  # a driver's error the sequencer does not wrap: judged by its cause
+        except Exception as exc:
             log.exception("writer: appending %d entries failed", len(entries))
-            failed = StorageError(f"the writer process failed: {exc}")
-            failed.__cause__ = exc
-            appended = [failed] * len(entries)
+            appended = [_failure(exc)] * len(entries)
         for (i, _), done in zip(entries, appended, strict=True):
             replies[i] = ("error", _portable(done)) if isinstance(done, LedgerError) else ("ok", done)
     if asks:
@@ -356,9 +362,7 @@ def dispatch_many(node: Node, ops: list[Any]) -> list[tuple[str, Any]]:
             results = [exc] * len(asks)
         except Exception as exc:
             log.exception("writer: deciding %d access requests failed", len(asks))
-            failed = StorageError(f"the writer process failed: {exc}")
-            failed.__cause__ = exc
-            results = [failed] * len(asks)
+            results = [_failure(exc)] * len(asks)
         for (i, _), result in zip(asks, results, strict=True):
             replies[i] = ("error", _portable(result)) if isinstance(result, LedgerError) else ("ok", _narrowed(result))
     return [reply or ("error", StorageError("bad request")) for reply in replies]
