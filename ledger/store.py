@@ -228,13 +228,27 @@ class Store:
         connection kept for it in autocommit, one statement and no BEGIN, ROLLBACK, pool checkout or
         ping around it (each a GIL release the committing thread queues behind, or a round trip).
         """
+        stale = self._probe is not None and self._probe[0] == os.getpid()
+        try:
+            return self._lookup_committed(hashes)
+        except StorageError as exc:
+            if not stale or not isinstance(exc.__cause__, self.engine.dialect.loaded_dbapi.OperationalError):
+                raise
+        # The kept connection had been closed while idle (the server restarted or ended the session, an
+        # idle timeout): once more, on a new one. A read, so nothing is done twice.
+        return self._lookup_committed(hashes)
+
+    def _lookup_committed(self, hashes: list[bytes]) -> dict[bytes, int]:
         probe = self._probe
         if probe is None or probe[0] != os.getpid():  # never a connection inherited through fork
             if probe is not None:
                 # The parent's: never close it here (closing a PostgreSQL connection from the child
                 # would end the parent's session); keep it referenced so nothing finalizes it.
                 _INHERITED.append(probe[1])
-            raw = self.engine.raw_connection()
+            try:
+                raw = self.engine.raw_connection()
+            except self.engine.dialect.loaded_dbapi.Error as exc:  # the pool's connect does not wrap it
+                raise StorageError(f"database unavailable: {exc}") from exc
             if not self.is_sqlite:  # SQLite connections already run without implicit transactions
                 raw.rollback()
                 raw.driver_connection.autocommit = True  # type: ignore[union-attr]

@@ -127,3 +127,21 @@ def test_a_cold_writer_replays_the_ledger_before_taking_the_lock(
     assert cold and cold[0][1] == node.reader.size() - 1  # the whole ledger as it stood, replayed once
     assert not any(inside for _, _, inside in cold)
     check_ledger(ledger_url)
+
+
+def test_the_duplicate_lookup_survives_its_connection_ended_by_the_server(node: Node) -> None:
+    """The connection kept for the pipelined duplicate look-up is ended while idle (a restart, an idle
+    timeout, pg_terminate_backend): the next look-up takes a new one instead of failing the commit."""
+    if node.store.is_sqlite:
+        pytest.skip("PostgreSQL ends sessions; an SQLite connection is a file")
+    dept = register(node, "dept", "department")
+    stored = node.append(record_entry(dept, 0))
+    assert node.store.seqs_committed([stored.leaf_hash]) == {stored.leaf_hash: stored.seq}
+    probe = node.store._probe
+    assert probe is not None
+    pid = probe[1].dbapi_connection.info.backend_pid  # type: ignore[union-attr]
+    with node.store.engine.connect() as conn:
+        conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+    assert node.store.seqs_committed([stored.leaf_hash]) == {stored.leaf_hash: stored.seq}
+    assert node.store._probe is not None and node.store._probe[1] is not probe[1]
+    assert node.append(record_entry(dept, 1)).seq == stored.seq + 1
