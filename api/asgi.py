@@ -49,4 +49,6 @@ def app_from_env() -> FastAPI:
     """The app over SHULIAN_DB and SHULIAN_HOME (uvicorn ``--factory``; one node per worker)."""
     tune_interpreter()
     yield_to_writer()
-    return create_app(Node())
+    node = Node()
+    node.view.warm()  # the ledger into memory now, not in the first request (/readyz waits for it)
+    return create_app(node)

@@ -124,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             tune_interpreter()
             yield_to_writer()  # after the writer process started: it keeps the priority it had
+            node.view.warm()  # the ledger into memory now, not in the first request (/readyz waits for it)
             uvicorn.run(create_app(node, settings), **options)
             return 0
         node.close()

@@ -8,6 +8,7 @@ no refresh of its own once a refresh that began after it arrived has finished.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ _LAST_SEQ = f"SELECT max(seq) FROM {schema.entries.name}"  # noqa: S608 (constan
 _PER_TYPE = [f"SELECT max(seq) AS s FROM {schema.entries.name} WHERE type = '{t}'" for t in sorted(IDENTITY_TYPES)]  # noqa: S608
 _LAST_IDENTITY = f"SELECT max(s) FROM ({' UNION ALL '.join(_PER_TYPE)}) AS identities"  # noqa: S608 (constants only)
 
+log = logging.getLogger("shulian.view")
+
 
 class LedgerView:
     def __init__(self, store: Store) -> None:
@@ -34,6 +37,8 @@ class LedgerView:
         self._lock = threading.RLock()
         self._refreshed = 0  # perf_counter_ns() at the start of the last refresh that completed
         self._checked = 0  # the same for the last look-up of the newest identity entry (or refresh)
+        self.warmed = False  # a refresh has completed: the ledger as it then stood is in memory
+        self._warming: threading.Thread | None = None
 
     def _refresh(self, asked: int = -1) -> None:
         """Apply what was appended since the last refresh, unless one that began after ``asked`` did."""
@@ -41,6 +46,7 @@ class LedgerView:
             return
         started = time.perf_counter_ns()
         self._refresh_now()
+        self.warmed = True
         self._refreshed = started
         self._checked = max(self._checked, started)  # it saw every identity entry too
 
@@ -56,6 +62,31 @@ class LedgerView:
                 self.registry.apply(seq, env)
                 self.state.apply(seq, env, signer, self.registry)
                 self._scanned = seq + 1
+
+    @property
+    def scanned(self) -> int:
+        """Entries applied so far (read without the lock: a progress figure)."""
+        return self._scanned
+
+    def warm(self, wait_s: float = 0.0) -> bool:
+        """Replay the ledger into memory on a thread of its own, if no refresh has yet, rather than in the
+        first read's request (at 10^6 entries that takes tens of seconds, and every request waits for
+        it); wait up to ``wait_s`` for it. Whether it is done. ``/readyz`` is not ready until it is."""
+        if not self.warmed:
+            thread = self._warming
+            if thread is None or not thread.is_alive():
+                thread = self._warming = threading.Thread(target=self._warm, daemon=True, name="view-warm")
+                thread.start()
+            thread.join(wait_s)
+        return self.warmed
+
+    def _warm(self) -> None:
+        asked = time.perf_counter_ns()
+        try:
+            with self._lock:
+                self._refresh(asked)
+        except Exception as exc:  # the database away, say: /readyz says so; the next read or warm() tries again
+            log.warning("view: replaying the ledger failed: %s", " ".join(str(exc).split()))
 
     @contextmanager
     def read(self) -> Iterator[tuple[KeyRegistry, ConsentState]]:

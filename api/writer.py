@@ -483,6 +483,10 @@ def serve(path: str) -> None:
     listener.listen(512)
     listener.setblocking(False)
     log.info("writer process listening on %s", path)
+    # Replay the ledger into the sequencer's cache before the first request, not in it (tens of seconds
+    # at 10^6 entries). The workers' requests queue on the socket meanwhile; their own /readyz waits for
+    # their views, which replay the same ledger at the same time.
+    node.sequencer.warm()
     _Loop(node, listener).run()
 
 

@@ -265,6 +265,28 @@ class Sequencer:
         self._wait([*ready])
         return [p if isinstance(p, LedgerError) else _outcome(p) for p in pending]
 
+    def warm(self) -> None:
+        """Build the cached state now (at 10^6 entries a replay of tens of seconds) rather than at the
+        first append; nothing if appends are under way (they build it) or it is built. A failure is
+        left for the first append to report."""
+        if self._in_memory:
+            return
+        with self._mutex:
+            if self._leader:
+                return
+            self._leader = True
+        try:
+            if self._size < 0:
+                self._catch_up()
+        except (LedgerError, SQLAlchemyError, OSError):
+            pass
+        finally:
+            with self._mutex:
+                successor = self._queue[0] if self._queue else None
+                self._leader = successor is not None
+            if successor is not None:
+                successor.wake.release()
+
     def public_key(self, kid: str) -> bytes | None:
         return self._registry.public_key(kid)
 

@@ -23,6 +23,7 @@ from ledger.store import Store
 
 router = APIRouter(tags=["operations"])
 READY_RETRY_AFTER = 5  # seconds: what a 503 from /readyz asks a client or balancer to wait
+WARM_WAIT_S = 1.0  # how long /readyz waits for the ledger's state to be in memory (a small one: at once)
 
 
 class ReadyOut(BaseModel):
@@ -73,6 +74,10 @@ def readiness(node: Node) -> dict[str, str]:
     if signer_vkey(meta["origin"], log_key).encode() != meta["log_key"]:
         raise NotReady("sequencer", "the log key under SHULIAN_HOME is not this ledger's log key")
     checks["sequencer"] = "ok"
+    view = node.view
+    if not view.warm(WARM_WAIT_S):
+        raise NotReady("state", f"replaying the ledger into memory: {view.scanned} entries so far")
+    checks["state"] = "ok"
     return checks
 
 
@@ -84,7 +89,9 @@ def healthz() -> str:
 
 @router.get("/readyz", response_model=ReadyOut, responses={503: PROBLEM_SCHEMA})
 def readyz(node: NodeDep) -> Any:
-    """Readiness: the database answers, the schema is there, the log key opens and is the ledger's."""
+    """Readiness: the database answers, the schema is there, the log key opens and is the ledger's, and
+    this worker holds the ledger's state in memory (replayed once when it starts: at 10^6 entries tens
+    of seconds, during which it is not ready and a balancer sends its requests elsewhere)."""
     try:
         checks = readiness(node)
     except NotReady as exc:

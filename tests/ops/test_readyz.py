@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy.engine import make_url
 
+from api.node import Node
 from tests.api.conftest import cli_env, run_cli, start_serve
 from tests.ops.conftest import Live
 from tests.ops.proxy import Forwarder
+from tests.support import register
 
-CHECKS = {"database": "ok", "schema": "ok", "log_key": "ok", "sequencer": "ok"}
+CHECKS = {"database": "ok", "schema": "ok", "log_key": "ok", "sequencer": "ok", "state": "ok"}
 
 
 def test_ready(live: Live) -> None:
@@ -57,3 +62,42 @@ def test_readyz_follows_the_database(pg_url: str, tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(20)
         forwarder.cut()
+
+
+def test_not_ready_until_the_ledger_is_in_memory(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker replaying its ledger (tens of seconds at 10^6 entries) says 503, check "state", with how
+    far it got, until the replay is done; then ready, without a request having waited for it."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.view import LedgerView
+
+    register(node, "ready-dept", "department")
+    size = node.reader.size()
+    gate = threading.Event()
+    replay = LedgerView._refresh_now
+
+    def held(self: LedgerView) -> None:
+        assert gate.wait(30)
+        replay(self)
+
+    monkeypatch.setattr(LedgerView, "_refresh_now", held)
+    with TestClient(create_app(node)) as client:
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        doc = r.json()
+        assert doc["check"] == "state" and "replaying the ledger into memory: 0 entries so far" in doc["detail"]
+        assert not node.view.warmed
+        gate.set()
+        r = wait_ready(client)
+        assert r.json() == {"status": "ready", "checks": CHECKS}
+        assert node.view.scanned == size
+
+
+def wait_ready(client: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        r = client.get("/readyz")
+        if r.status_code == 200 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.05)

@@ -129,6 +129,23 @@ def test_a_cold_writer_replays_the_ledger_before_taking_the_lock(
     check_ledger(ledger_url)
 
 
+def test_warm_builds_the_cache_before_the_first_append(node: Node, other: Node) -> None:
+    """``Sequencer.warm`` (the writer process calls it as it starts): the replay happens then, outside
+    any write, and the first append only reads what came after it."""
+    dept = register(node, "dept", "department")
+    node.append(record_entry(dept, 0))
+    events: list[tuple[str, int]] = []
+    seq = other.sequencer
+    seq._on_cache = lambda event, entries, seconds: events.append((event, entries))
+    seq.warm()
+    assert seq._size == node.reader.size() and events == [("replay", node.reader.size())]
+    seq.warm()  # built: nothing more
+    node.append(record_entry(dept, 1))
+    assert other.append(record_entry(dept, 2)).seq == node.reader.size() - 1
+    # no second replay (its plan met the other writer's entry and was taken back: the classic path then)
+    assert events == [("replay", node.reader.size() - 2), ("rollback", 1)]
+
+
 def test_the_duplicate_lookup_survives_its_connection_ended_by_the_server(node: Node) -> None:
     """The connection kept for the pipelined duplicate look-up is ended while idle (a restart, an idle
     timeout, pg_terminate_backend): the next look-up takes a new one instead of failing the commit."""
