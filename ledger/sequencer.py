@@ -281,11 +281,7 @@ class Sequencer:
         except (LedgerError, SQLAlchemyError, OSError):
             pass
         finally:
-            with self._mutex:
-                successor = self._queue[0] if self._queue else None
-                self._leader = successor is not None
-            if successor is not None:
-                successor.wake.release()
+            self._pass_lead()
 
     def public_key(self, kid: str) -> bytes | None:
         return self._registry.public_key(kid)
@@ -365,11 +361,7 @@ class Sequencer:
             if handed:
                 return
             handed = True
-            with self._mutex:
-                successor = self._queue[0] if self._queue else None
-                self._leader = successor is not None
-            if successor is not None:
-                successor.wake.release()
+            self._pass_lead()
 
         try:
             todo = batch
@@ -388,6 +380,14 @@ class Sequencer:
             hand_over()
             for p in batch:
                 p.wake.release()
+
+    def _pass_lead(self) -> None:
+        """Hand the lead to the thread of the next item waiting, or leave it to whoever comes next."""
+        with self._mutex:
+            successor = self._queue[0] if self._queue else None
+            self._leader = successor is not None
+        if successor is not None:
+            successor.wake.release()
 
     def _sync(
         self,
