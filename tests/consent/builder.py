@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -241,3 +242,17 @@ class Ledger:
 
     def revoke_grant(self, citizen: Actor, seq: int, reason: str = "不再同意") -> int:
         return self.append(citizen, "consent.revoke", grant_revoke_body(seq, reason))
+
+
+def replayed(entries: Sequence[Envelope]) -> tuple[KeyRegistry, ConsentState]:
+    """Registry and state fed ``entries`` as a writer's cache is (apply only, as ``Sequencer._sync``)."""
+    registry, state = KeyRegistry(), ConsentState()
+    for seq, env in enumerate(entries):
+        apply(registry, state, seq, env)
+    return registry, state
+
+
+def apply(registry: KeyRegistry, state: ConsentState, seq: int, env: Envelope) -> None:
+    signer = None if seq == 0 else registry.signer(env, seq)
+    registry.apply(seq, env)
+    state.apply(seq, env, signer, registry)

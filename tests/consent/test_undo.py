@@ -23,6 +23,7 @@ from consent.state import ConsentState
 from keys.registry import KeyRegistry
 from ledger.envelope import ENTRY_TYPES, Envelope
 from ledger.errors import LedgerError
+from tests.consent.builder import apply, replayed
 from tests.consent.conftest import ALICE_VALUES, BOB_VALUES, subject_of
 from tests.consent.test_properties import CITIZENS, OPS, RECORDS, Run
 
@@ -78,20 +79,6 @@ class UndoRun(Run):
             self.actor("gaj"), self.w.hukou, RECORDS[citizen], subject_of(citizen), VALUES[citizen]
         )
         return seq
-
-
-def replayed(entries: list[Envelope]) -> tuple[KeyRegistry, ConsentState]:
-    """Registry and state fed ``entries`` as a writer's cache is (apply only, as ``Sequencer._sync``)."""
-    registry, state = KeyRegistry(), ConsentState()
-    for seq, env in enumerate(entries):
-        apply(registry, state, seq, env)
-    return registry, state
-
-
-def apply(registry: KeyRegistry, state: ConsentState, seq: int, env: Envelope) -> None:
-    signer = None if seq == 0 else registry.signer(env, seq)
-    registry.apply(seq, env)
-    state.apply(seq, env, signer, registry)
 
 
 def undo(registry: KeyRegistry, state: ConsentState, seq: int, env: Envelope) -> None:

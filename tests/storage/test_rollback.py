@@ -18,12 +18,11 @@ import pytest
 from sqlalchemy import Connection
 
 from api.node import Node
-from consent.state import ConsentState
-from keys.registry import KeyRegistry
 from ledger.envelope import parse_stored, sign_envelope
 from ledger.errors import KeyError_, LedgerError
 from ledger.sequencer import Sequencer
 from ledger.store import StorageError, Store
+from tests.consent.builder import replayed as replayed_entries
 from tests.support import check_ledger, record_entry, register, register_body, stored_key
 
 
@@ -43,14 +42,9 @@ def resets(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 def replayed(node: Node) -> bytes:
     """The registry and consent state of the stored ledger, as a cold writer would build them."""
-    registry, state = KeyRegistry(), ConsentState()
     with node.store.reader() as conn:
-        for seq, leaf in Store.entries_between(conn, 0, node.reader.size()):
-            env = parse_stored(leaf)
-            signer = None if seq == 0 else registry.signer(env, seq)
-            registry.apply(seq, env)
-            state.apply(seq, env, signer, registry)
-    return pickle.dumps((registry, state))
+        entries = [parse_stored(leaf) for _, leaf in Store.entries_between(conn, 0, node.reader.size())]
+    return pickle.dumps(replayed_entries(entries))
 
 
 def cached(node: Node) -> bytes:
